@@ -1,0 +1,60 @@
+"""Docker-free counterpart of ``sam local invoke``: handler, layers and environment come from
+template.yaml; the handler runs in a fresh Python process against the local stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provisioner_cli.local import StackState
+from provisioner_cli.template import Template
+
+
+@dataclass
+class Invocation:
+    ok: bool
+    result: Any
+    logs: str
+    error: str | None = None
+
+
+def invoke_function(
+    template: Template, state: StackState, logical_id: str, event: dict[str, Any]
+) -> Invocation:
+    function = template.function(logical_id)
+    env = {**os.environ, **state.function_environment(template, logical_id)}
+    env["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in function.layers), str(function.code_uri)])
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "result.json"
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "provisioner_cli.runner",
+                str(function.code_uri),
+                function.handler,
+                str(function.timeout),
+                logical_id,
+                str(result_file),
+                *(str(p) for p in function.layers),
+            ],
+            input=json.dumps(event),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=function.timeout + 30,
+            check=False,
+        )
+        logs = completed.stdout + completed.stderr
+        if not result_file.exists():
+            return Invocation(False, None, logs, f"the handler process exited with {completed.returncode}")
+        payload = json.loads(result_file.read_text())
+    if payload["ok"]:
+        return Invocation(True, payload["result"], logs)
+    return Invocation(False, None, logs, f"{payload['errorType']}: {payload['errorMessage']}")

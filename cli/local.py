@@ -1,0 +1,194 @@
+"""The local stack: moto's server as the AWS endpoint and the provider sandbox, both on loopback,
+with the tables, queues and secrets that template.yaml declares."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from provisioner_cli.template import Resolver, Template
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STATE_FILE = Path(".local/stack.json")
+
+# Credentials the sandbox accepts, stored as the secrets the functions read.
+SANDBOX_SECRETS: dict[str, dict[str, str]] = {
+    "palenca": {"api_key": "sandbox-palenca-key", "widget_id": "feecb679-a3cc-47ef-8fd4-600799f12a39"},
+}
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+@dataclass
+class StackState:
+    """Physical names of the local stack's resources (written to .local/stack.json)."""
+
+    aws_endpoint: str | None
+    sandbox_url: str
+    refs: dict[str, str] = field(default_factory=dict)
+    attrs: dict[str, str] = field(default_factory=dict)  # "Logical.Attr" -> value
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def resolver(self) -> Resolver:
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": "provisioner-local",
+        }
+        attrs = {tuple(k.split(".", 1)): v for k, v in self.attrs.items()}
+        return Resolver({**self.parameters, **self.refs}, attrs, pseudo)  # type: ignore[arg-type]
+
+    def save(self, path: Path = STATE_FILE) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path = STATE_FILE) -> StackState:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: start the local stack first (provisioner local up)")
+        return cls(**json.loads(path.read_text()))
+
+    def function_environment(self, template: Template, logical_id: str) -> dict[str, str]:
+        """The function's environment as template.yaml declares it, resolved for this stack."""
+        resolve = self.resolver()
+        function = template.function(logical_id)
+        env = {key: str(resolve(value)) for key, value in function.environment.items()}
+        env.update(FAKE_CREDENTIALS)
+        if self.aws_endpoint:
+            env["AWS_ENDPOINT_URL"] = self.aws_endpoint
+        env["AWS_LAMBDA_FUNCTION_NAME"] = logical_id
+        env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(function.memory)
+        return env
+
+
+def local_parameters(template: Template, sandbox_url: str) -> dict[str, str]:
+    params = template.parameter_defaults()
+    for name in params:
+        if name.endswith("BaseUrl"):
+            provider = name.removesuffix("BaseUrl").lower()
+            params[name] = f"{sandbox_url}/{provider}"
+    return params
+
+
+def provision_resources(
+    template: Template, sandbox_url: str, aws_endpoint: str | None, session: boto3.Session | None = None
+) -> StackState:
+    """Create every table, queue and provider secret of the template at the AWS endpoint
+    (moto's server, or moto's in-process mock when ``aws_endpoint`` is None)."""
+    session = session or boto3.Session(region_name=REGION)
+    kw: dict[str, Any] = {"endpoint_url": aws_endpoint} if aws_endpoint else {}
+    dynamodb = session.client("dynamodb", **kw)
+    sqs = session.client("sqs", **kw)
+    secrets = session.client("secretsmanager", **kw)
+    state = StackState(aws_endpoint, sandbox_url, parameters=local_parameters(template, sandbox_url))
+
+    for logical_id, resource in template.of_type("AWS::DynamoDB::Table").items():
+        props = resource["Properties"]
+        args: dict[str, Any] = {
+            "TableName": logical_id,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        answer = dynamodb.create_table(**args)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(TableName=logical_id, TimeToLiveSpecification=ttl)
+        state.refs[logical_id] = logical_id
+        state.attrs[f"{logical_id}.Arn"] = answer["TableDescription"]["TableArn"]
+
+    queues = template.of_type("AWS::SQS::Queue")
+    ordered = sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {}))
+    for logical_id in ordered:
+        props = queues[logical_id].get("Properties", {})
+        attributes = {
+            key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod") if key in props
+        }
+        if "RedrivePolicy" in props:
+            policy = state.resolver()(props["RedrivePolicy"])
+            attributes["RedrivePolicy"] = json.dumps(policy)
+        url = sqs.create_queue(QueueName=logical_id, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        state.refs[logical_id] = url
+        state.attrs[f"{logical_id}.Arn"] = arn
+        state.attrs[f"{logical_id}.QueueName"] = logical_id
+        state.attrs[f"{logical_id}.QueueUrl"] = url
+
+    for name, value in state.parameters.items():
+        if name.endswith("SecretId"):
+            provider = name.removesuffix("SecretId").lower()
+            if provider in SANDBOX_SECRETS:
+                secrets.create_secret(Name=value, SecretString=json.dumps(SANDBOX_SECRETS[provider]))
+
+    for logical_id in template.functions():
+        state.refs[logical_id] = logical_id
+    return state
+
+
+def apply_environment(env: dict[str, str]) -> dict[str, str]:
+    """Set variables in this process; returns the previous values for restoring."""
+    previous = {key: os.environ.get(key, "") for key in env}
+    os.environ.update(env)
+    return previous
+
+
+class LocalStack:
+    """moto's server + the provider sandbox on loopback, provisioned from template.yaml."""
+
+    def __init__(
+        self, template: Template, aws_port: int = 0, sandbox_port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
+        from moto.server import ThreadedMotoServer
+        from provisioner_sandbox.app import build_sandbox
+
+        self.template = template
+        self.moto = ThreadedMotoServer(ip_address=host, port=aws_port, verbose=False)
+        self.sandbox = build_sandbox(host=host, port=sandbox_port)
+        self.state: StackState | None = None
+
+    def start(self) -> StackState:
+        for key, value in FAKE_CREDENTIALS.items():
+            os.environ.setdefault(key, value)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.moto.start()
+        self.sandbox.start()
+        host, port = self.moto.get_host_and_port()
+        self.state = provision_resources(self.template, self.sandbox.url, f"http://{host}:{port}")
+        return self.state
+
+    def stop(self) -> None:
+        self.sandbox.stop()
+        self.moto.stop()
+
+    def __enter__(self) -> StackState:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def aws_client(state: StackState, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=state.aws_endpoint,
+        region_name=REGION,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+    )

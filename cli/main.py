@@ -1,0 +1,161 @@
+"""``provisioner``: the hub's command line (local stack, invoke, links, demo)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from provisioner_cli.invoke import invoke_function
+from provisioner_cli.local import STATE_FILE, LocalStack, StackState, aws_client
+from provisioner_cli.template import Template
+
+
+def _template(path: str) -> Template:
+    template_path = Path(path)
+    if not template_path.exists():
+        raise click.UsageError(f"{template_path} not found: run from the project folder or pass --template")
+    return Template(template_path)
+
+
+def _state() -> StackState:
+    try:
+        return StackState.load(STATE_FILE)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+template_option = click.option(
+    "--template",
+    "template_path",
+    default="template.yaml",
+    show_default=True,
+    help="SAM template to read functions and resources from.",
+)
+
+
+@click.group()
+def cli() -> None:
+    """Provision people at Palenca, Trust, Palm and Validic; run and inspect the hub locally."""
+
+
+@cli.group()
+def local() -> None:
+    """The local stack: moto's server (AWS) and the provider sandbox on 127.0.0.1."""
+
+
+@local.command("up")
+@template_option
+@click.option("--aws-port", default=4566, show_default=True)
+@click.option("--sandbox-port", default=4577, show_default=True)
+def local_up(template_path: str, aws_port: int, sandbox_port: int) -> None:
+    """Start the local stack in the foreground (Ctrl-C stops it)."""
+    stack = LocalStack(_template(template_path), aws_port=aws_port, sandbox_port=sandbox_port)
+    state = stack.start()
+    state.save(STATE_FILE)
+    click.echo(f"AWS endpoint (moto): {state.aws_endpoint}")
+    click.echo(f"provider sandbox:    {state.sandbox_url}")
+    click.echo(f"state written to {STATE_FILE}; Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        STATE_FILE.unlink(missing_ok=True)
+
+
+@local.command("env")
+@template_option
+@click.argument("function_id")
+def local_env(template_path: str, function_id: str) -> None:
+    """Print a function's environment resolved for the running local stack."""
+    click.echo(json.dumps(_state().function_environment(_template(template_path), function_id), indent=2))
+
+
+@cli.command()
+@template_option
+@click.argument("function_id")
+@click.option(
+    "--event",
+    "event_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Event JSON file (see events/).",
+)
+def invoke(template_path: str, function_id: str, event_path: str) -> None:
+    """Invoke FUNCTION_ID (a logical id of template.yaml) with an event, against the local stack."""
+    template = _template(template_path)
+    state = _state()
+    event = _with_local_arns(json.loads(Path(event_path).read_text()), state)
+    try:
+        outcome = invoke_function(template, state, function_id, event)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+    click.echo(outcome.logs, err=True, nl=False)
+    if not outcome.ok:
+        raise click.ClickException(outcome.error or "invocation failed")
+    click.echo(json.dumps(outcome.result, indent=2))
+
+
+def _with_local_arns(event: dict[str, Any], state: StackState) -> dict[str, Any]:
+    """Point SQS records at the local queue of the same logical id."""
+    for record in event.get("Records", []):
+        arn = record.get("eventSourceARN", "")
+        name = arn.rsplit(":", 1)[-1]
+        if f"{name}.Arn" in state.attrs:
+            record["eventSourceARN"] = state.attrs[f"{name}.Arn"]
+    return event
+
+
+@cli.command()
+@click.argument("external_id", required=False)
+@click.option("--table", help="Users table name (default: the local stack's).")
+@click.option("--endpoint-url", help="AWS endpoint (default: the local stack's; AWS when --table is given).")
+def links(external_id: str | None, table: str | None, endpoint_url: str | None) -> None:
+    """Show stored provider links: of EXTERNAL_ID, or all of them."""
+    from provisioning.store import LinkStore
+
+    if table:
+        import boto3
+
+        client = boto3.client("dynamodb", endpoint_url=endpoint_url)
+    else:
+        state = _state()
+        client = aws_client(state, "dynamodb")
+        table = state.refs["UsersTable"]
+    store = LinkStore(client, table)
+    found = store.links_of(external_id) if external_id else store.scan_links()
+    print_links(found)
+
+
+def print_links(found: list[Any]) -> None:
+    if not found:
+        click.echo("no links")
+        return
+    rows = sorted(found, key=lambda link: (link.external_id, link.provider))
+    header = f"{'external_id':<24} {'provider':<9} {'status':<8} {'source':<11} provider_user_id"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for link in rows:
+        click.echo(
+            f"{link.external_id:<24} {link.provider:<9} {link.status.value:<8} "
+            f"{(link.source.value if link.source else '-'):<11} {link.provider_user_id or '-'}"
+        )
+
+
+@cli.command()
+@template_option
+def demo(template_path: str) -> None:
+    """Run the hub end to end on a throwaway local stack and print the stored links."""
+    from provisioner_cli.demo import run_demo
+
+    sys.exit(run_demo(_template(template_path)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

@@ -1,0 +1,146 @@
+"""Reads template.yaml (with CloudFormation short-form tags) and resolves what the local stack
+needs: functions with their handler, code, layers and environment; tables; queues; parameters."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class _CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    with path.open() as handle:
+        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass with CFN tags
+
+
+@dataclass
+class FunctionDef:
+    logical_id: str
+    code_uri: Path
+    handler: str
+    layers: list[Path]
+    environment: dict[str, Any]
+    timeout: int
+    memory: int
+    events: dict[str, Any] = field(default_factory=dict)
+
+
+class Template:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.root = path.parent
+        self.doc = load_template(path)
+        self.resources: dict[str, Any] = self.doc.get("Resources", {})
+        self.parameters: dict[str, Any] = self.doc.get("Parameters", {})
+        self.globals: dict[str, Any] = self.doc.get("Globals", {}).get("Function", {})
+
+    def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {name: res for name, res in self.resources.items() if res.get("Type") == kind}
+
+    def parameter_defaults(self) -> dict[str, str]:
+        return {name: str(p.get("Default", "")) for name, p in self.parameters.items()}
+
+    def function(self, logical_id: str) -> FunctionDef:
+        resource = self.resources.get(logical_id)
+        if not resource or resource.get("Type") != "AWS::Serverless::Function":
+            known = ", ".join(sorted(self.of_type("AWS::Serverless::Function")))
+            raise KeyError(f"{logical_id} is not a function of {self.path.name} (functions: {known})")
+        props = resource.get("Properties", {})
+        layers = []
+        for layer in props.get("Layers", self.globals.get("Layers", [])):
+            ref = layer.get("Ref") if isinstance(layer, dict) else None
+            if ref and ref in self.resources:
+                layers.append(self.root / self.resources[ref]["Properties"]["ContentUri"])
+        env = dict(self.globals.get("Environment", {}).get("Variables", {}))
+        env.update(props.get("Environment", {}).get("Variables", {}))
+        return FunctionDef(
+            logical_id=logical_id,
+            code_uri=self.root / props["CodeUri"],
+            handler=props.get("Handler", self.globals.get("Handler", "app.handler")),
+            layers=layers,
+            environment=env,
+            timeout=int(props.get("Timeout", self.globals.get("Timeout", 3))),
+            memory=int(props.get("MemorySize", self.globals.get("MemorySize", 128))),
+            events=props.get("Events", {}),
+        )
+
+    def functions(self) -> list[str]:
+        return sorted(self.of_type("AWS::Serverless::Function"))
+
+    def queue_of(self, function_id: str) -> str | None:
+        """Logical id of the SQS queue that feeds a function."""
+        for event in self.function(function_id).events.values():
+            if event.get("Type") == "SQS":
+                queue = event["Properties"]["Queue"]
+                if isinstance(queue, dict) and "Fn::GetAtt" in queue:
+                    return str(queue["Fn::GetAtt"][0])
+        return None
+
+    def dead_letter_queue_of(self, queue_id: str) -> str | None:
+        policy = self.resources[queue_id].get("Properties", {}).get("RedrivePolicy") or {}
+        target = policy.get("deadLetterTargetArn")
+        if isinstance(target, dict) and "Fn::GetAtt" in target:
+            return str(target["Fn::GetAtt"][0])
+        return None
+
+
+_SUB = re.compile(r"\$\{([^}]+)\}")
+
+
+class Resolver:
+    """Resolves Ref / GetAtt / Sub against the local stack's physical names."""
+
+    def __init__(
+        self, refs: dict[str, str], attrs: dict[tuple[str, str], str], pseudo: dict[str, str]
+    ) -> None:
+        self.refs = refs
+        self.attrs = attrs
+        self.pseudo = pseudo
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if "Ref" in value:
+                name = value["Ref"]
+                return self.pseudo.get(name) or self.refs.get(name, name)
+            if "Fn::GetAtt" in value:
+                logical, attr = value["Fn::GetAtt"]
+                return self.attrs.get((logical, attr), f"{logical}.{attr}")
+            if "Fn::Sub" in value:
+                text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+                return _SUB.sub(lambda m: str(self._sub_name(m.group(1))), text)
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return value
+
+    def _sub_name(self, name: str) -> str:
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if "." in name:
+            logical, attr = name.split(".", 1)
+            return self.attrs.get((logical, attr), name)
+        return self.refs.get(name, name)

@@ -1,0 +1,1 @@
+"""Shared code of the provisioning hub: adapters, operations, provider clients and the link store."""

@@ -1,0 +1,233 @@
+"""Adapters: turn an API Gateway or SQS event into typed requests, and results or errors into
+answers. Nothing else happens here.
+
+Note: this module deliberately does not use ``from __future__ import annotations``: the REST route
+is declared with the operation's request model as a runtime annotation, which Powertools reads to
+validate the body and to document the route in OpenAPI.
+"""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ValidationError
+
+from provisioning.errors import FieldError, InvalidRequest, ProvisioningError
+from provisioning.models import ErrorBody, ProvisionResult
+
+logger = Logger(child=True)
+
+JSON = "application/json"
+MAX_BODY_BYTES = 16 * 1024
+
+
+def _location(loc: tuple[Any, ...] | list[Any], skip_body: bool = True) -> str:
+    parts = [str(p) for p in loc]
+    if skip_body and parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def field_errors(errors: list[Any]) -> list[FieldError]:
+    """Pydantic-style errors as field errors, without the offending values."""
+    result = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            result.append(FieldError("body", "is not valid JSON"))
+            continue
+        result.append(FieldError(_location(err.get("loc", ())), str(err.get("msg", "is invalid"))))
+    return result
+
+
+def error_response(error: ProvisioningError) -> Response[str]:
+    return Response(
+        status_code=error.http_status,
+        content_type=JSON,
+        body=json.dumps(error.body()),
+        headers=error.headers(),
+    )
+
+
+def build_rest_app[RequestT: BaseModel](
+    route: str,
+    request_model: type[RequestT],
+    provision: Callable[[RequestT], ProvisionResult],
+    summary: str,
+) -> APIGatewayRestResolver:
+    """A Powertools REST resolver with one POST route that provisions the validated body."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    def limit_body_size(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+        body = app.current_event.body or ""
+        if len(body) > MAX_BODY_BYTES * (4 / 3 if app.current_event.is_base64_encoded else 1):
+            return error_response(
+                InvalidRequest([FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413)
+            )
+        return next_middleware(app)
+
+    app.use(middlewares=[limit_body_size])
+
+    def create(body: request_model) -> Response[str]:  # type: ignore[valid-type]
+        result = provision(body)
+        return Response(status_code=result.http_status, content_type=JSON, body=result.model_dump_json())
+
+    app.post(
+        route,
+        summary=summary,
+        responses={
+            200: {
+                "description": "Already provisioned: the provider was not called.",
+                "content": {JSON: {"model": ProvisionResult}},
+            },
+            201: {"description": "Provisioned now.", "content": {JSON: {"model": ProvisionResult}}},
+            409: {
+                "description": "Same person requested with a different payload, or in progress.",
+                "content": {JSON: {"model": ErrorBody}},
+            },
+            422: {
+                "description": "Invalid body, or the provider rejected the person.",
+                "content": {JSON: {"model": ErrorBody}},
+            },
+            429: {"description": "Provider rate limit reached.", "content": {JSON: {"model": ErrorBody}}},
+            502: {"description": "Provider unavailable.", "content": {JSON: {"model": ErrorBody}}},
+            504: {"description": "Provider timed out.", "content": {JSON: {"model": ErrorBody}}},
+        },
+    )(create)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def unsupported_type(exc: RequestUnsupportedContentType) -> Response[str]:
+        return error_response(
+            InvalidRequest([FieldError("content-type", "must be application/json")], status=415)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_body(exc: RequestValidationError) -> Response[str]:
+        errors = field_errors(list(exc.errors()))
+        status = 400 if any(e.message == "is not valid JSON" for e in errors) else 422
+        return error_response(InvalidRequest(errors, status=status))
+
+    @app.exception_handler(ProvisioningError)
+    def provisioning_failed(exc: ProvisioningError) -> Response[str]:
+        logger.warning("request failed", extra={"error": exc.report()})
+        return error_response(exc)
+
+    @app.exception_handler(Exception)
+    def unexpected(exc: Exception) -> Response[str]:
+        logger.exception("unexpected failure")
+        return error_response(ProvisioningError("internal error; the request was not completed"))
+
+    return app
+
+
+def parse_body[RequestT: BaseModel](body: str | None, model: type[RequestT]) -> RequestT:
+    """A queued message body as a typed request, or InvalidRequest naming the fields."""
+    try:
+        data = json.loads(body or "")
+    except json.JSONDecodeError:
+        raise InvalidRequest([FieldError("body", "is not valid JSON")], status=400) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest([FieldError("body", "must be a JSON object")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        raise InvalidRequest(field_errors([{"loc": e["loc"], "msg": e["msg"]} for e in errors])) from None
+
+
+class DeadLetters:
+    """Moves a record that can never succeed to the dead-letter queue at once, with its reason.
+
+    The copy carries the original body (so a redrive replays it) and a ``failure`` attribute
+    (JSON: provider, code, status, message, attempts). The original is then deleted from its
+    queue so SQS does not retry it; if anything here fails, the record is simply retried and
+    SQS's own redrive policy still brings it to the DLQ.
+    """
+
+    def __init__(self, sqs: Any, dead_letter_queue_url: str | None) -> None:
+        self._sqs = sqs
+        self._dlq_url = dead_letter_queue_url
+        self._queue_urls: dict[str, str] = {}
+
+    def _queue_url(self, arn: str) -> str:
+        if arn not in self._queue_urls:
+            _, _, _, _, account, name = arn.split(":", 5)
+            self._queue_urls[arn] = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
+                "QueueUrl"
+            ]
+        return self._queue_urls[arn]
+
+    def send(self, record: SQSRecord, error: ProvisioningError) -> bool:
+        if not self._dlq_url:
+            return False
+        report = error.report()
+        report["attempts"] = int(record.attributes.approximate_receive_count or 1)
+        report["source_message_id"] = record.message_id
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._dlq_url,
+                MessageBody=record.body or "",
+                MessageAttributes={"failure": {"DataType": "String", "StringValue": json.dumps(report)}},
+            )
+        except Exception:
+            logger.exception("could not dead-letter record; it will be retried")
+            return False
+        try:
+            self._sqs.delete_message(
+                QueueUrl=self._queue_url(record.event_source_arn), ReceiptHandle=record.receipt_handle
+            )
+        except Exception:
+            logger.warning("dead-lettered record could not be deleted from its queue; SQS will redeliver it")
+        return True
+
+
+class RecordFailed(Exception):
+    """Raised to report a record as a batch item failure (message without personal data)."""
+
+
+def process_queue_batch[RequestT: BaseModel](
+    event: dict[str, Any],
+    context: LambdaContext,
+    request_model: type[RequestT],
+    provision: Callable[[RequestT], ProvisionResult],
+    dead_letters: DeadLetters,
+    on_dead_letter: Callable[[ProvisioningError], None] | None = None,
+) -> PartialItemFailureResponse:
+    """Provision every record; answer which ones failed (the rest are acknowledged)."""
+
+    def handle_record(record: SQSRecord) -> str:
+        logger.append_keys(message_id=record.message_id)
+        try:
+            request = parse_body(record.body, request_model)
+            return provision(request).outcome
+        except ProvisioningError as exc:
+            if exc.transient:
+                logger.warning("record failed; SQS will retry it", extra={"error": exc.report()})
+            else:
+                moved = dead_letters.send(record, exc)
+                if moved and on_dead_letter is not None:
+                    on_dead_letter(exc)
+                logger.warning(
+                    "record dead-lettered" if moved else "record failed", extra={"error": exc.report()}
+                )
+            raise RecordFailed(exc.code) from None
+        except Exception:
+            logger.exception("unexpected failure; SQS will retry the record")
+            raise
+        finally:
+            logger.remove_keys(["message_id"])
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

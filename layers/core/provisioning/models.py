@@ -1,0 +1,65 @@
+"""Models shared by every operation: the base of create requests and the API answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Provider = Literal["palenca", "trust", "palm", "validic"]
+
+ExternalId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$"),
+    Field(description="Our id for the person (1-128 characters, no spaces).", examples=["u-1"]),
+]
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are rejected, strings are bounded."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=2048)
+
+
+class CreateRequest(StrictModel):
+    """What every create operation takes: at least our id for the person."""
+
+    external_id: ExternalId
+
+
+class ProviderUser(BaseModel):
+    """What a provider assigned to a person, split into what may be stored as is (``details``)
+    and credentials that must be encrypted before they are stored (``sealed``)."""
+
+    provider_user_id: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    sealed: dict[str, str] = Field(default_factory=dict)
+
+
+Outcome = Literal["created", "already_provisioned", "linked_existing", "reconciled"]
+
+
+class ProvisionResult(BaseModel):
+    """The API answer of a create operation (also the idempotency record's saved response)."""
+
+    provider: str
+    external_id: str
+    provider_user_id: str
+    outcome: Outcome
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def http_status(self) -> int:
+        return 200 if self.outcome == "already_provisioned" else 201
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    provider: str | None = None
+    provider_status: int | None = None
+    fields: list[dict[str, str]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,1 @@
+"""One module per provider: its typed client and its create operation."""

@@ -1,0 +1,181 @@
+"""The provisioning engine shared by every create operation.
+
+For one (provider, external_id) it makes sure the person exists once at the provider and is linked
+once in our table:
+  1. already linked -> answer without calling the provider;
+  2. a previous create's outcome is unknown (pending link) -> reconcile with the provider's lookup;
+  3. mark pending, create, store the link with a conditional write;
+  4. transient failures are retried with jittered backoff inside the invocation's time; a lost
+     answer is never retried blindly: the next attempt reconciles first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from provisioning.errors import (
+    InProgress,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    UnknownOutcome,
+)
+from provisioning.http import Deadline, RetryPolicy
+from provisioning.models import CreateRequest, ProviderUser, ProvisionResult
+from provisioning.store import Link, LinkSource, LinkStatus, LinkStore
+
+logger = Logger(child=True)
+
+RETRYABLE = (ProviderUnavailable, ProviderTimeout, RateLimited, UnknownOutcome)
+
+
+class CreateOperation[RequestT: CreateRequest](Protocol):
+    """One provider's create: the only provider-specific part of provisioning a person."""
+
+    provider: str
+
+    def create(self, request: RequestT) -> tuple[ProviderUser, LinkSource]:
+        """Create the person (or, when the provider says it already knows them, find them)."""
+        ...
+
+    def find_existing(self, request: RequestT, since: datetime) -> ProviderUser | None:
+        """Look the person up after an unknown outcome; ``since`` is when the first create was sent."""
+        ...
+
+
+def _parse_time(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class Provisioner[RequestT: CreateRequest]:
+    def __init__(
+        self,
+        operation: CreateOperation[RequestT],
+        store: LinkStore,
+        policy: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+        seal: Callable[[dict[str, str]], dict[str, str]] | None = None,
+        on_provider_error: Callable[[ProviderError], None] | None = None,
+    ) -> None:
+        self.operation = operation
+        self.store = store
+        self.policy = policy
+        self._sleep = sleep
+        self._seal = seal
+        self._on_provider_error = on_provider_error
+
+    @property
+    def provider(self) -> str:
+        return self.operation.provider
+
+    def existing(self, external_id: str) -> ProvisionResult | None:
+        link = self.store.get(self.provider, external_id)
+        if link is None or link.status != LinkStatus.LINKED or link.provider_user_id is None:
+            return None
+        return self._result(link, "already_provisioned")
+
+    def provision(self, request: RequestT, deadline: Deadline) -> ProvisionResult:
+        link = self.store.get(self.provider, request.external_id)
+        if link is not None and link.status == LinkStatus.LINKED:
+            return self._result(link, "already_provisioned")
+        must_reconcile = link is not None and link.status == LinkStatus.PENDING
+        first_sent = _parse_time(link.created_at) if link is not None else None
+
+        attempt = 0
+        while True:
+            try:
+                if must_reconcile:
+                    found = self.operation.find_existing(request, first_sent or datetime.now(UTC))
+                    if found is not None:
+                        return self._link(request, found, LinkSource.RECONCILED)
+                    must_reconcile = False
+                pending = self.store.mark_pending(self.provider, request.external_id)
+                if pending is None:  # linked meanwhile by a concurrent delivery
+                    return self._already(request.external_id)
+                first_sent = first_sent or _parse_time(pending.created_at)
+                user, source = self.operation.create(request)
+                return self._link(request, user, source)
+            except UnknownOutcome as exc:
+                must_reconcile = True
+                self._note(exc)
+                error: ProviderError = exc
+            except RETRYABLE as exc:
+                self._note(exc)
+                error = exc
+            except ProviderError as exc:  # final: rejected input, refused credentials
+                self._note(exc)
+                raise
+            attempt += 1
+            retry_after = error.retry_after if isinstance(error, RateLimited) else None
+            delay = self.policy.delay(attempt, retry_after)
+            if attempt >= self.policy.max_attempts or not deadline.allows(delay + 1.0):
+                raise error
+            logger.info(
+                "retrying provider call",
+                extra={
+                    "provider": self.provider,
+                    "attempt": attempt,
+                    "delay_s": round(delay, 3),
+                    "code": error.code,
+                },
+            )
+            self._sleep(delay)
+
+    def _already(self, external_id: str) -> ProvisionResult:
+        link = self.store.get(self.provider, external_id)
+        if link is None or link.provider_user_id is None:  # pragma: no cover - deleted meanwhile
+            raise InProgress("this person is being changed by another request", provider=self.provider)
+        return self._result(link, "already_provisioned")
+
+    def _note(self, error: ProviderError) -> None:
+        if self._on_provider_error is not None:
+            self._on_provider_error(error)
+
+    def _link(self, request: RequestT, user: ProviderUser, source: LinkSource) -> ProvisionResult:
+        sealed = self._seal(user.sealed) if (self._seal and user.sealed) else {}
+        candidate = Link(
+            external_id=request.external_id,
+            provider=self.provider,
+            provider_user_id=user.provider_user_id,
+            source=source,
+            details=user.details,
+            sealed=sealed,
+        )
+        pending = self.store.get(self.provider, request.external_id)
+        if pending is not None:
+            candidate = candidate.model_copy(
+                update={
+                    "created_at": pending.created_at,
+                    "attempted_at": pending.attempted_at,
+                    "attempts": pending.attempts,
+                }
+            )
+        stored, wrote = self.store.save_link(candidate)
+        if not wrote:
+            return self._result(stored, "already_provisioned")
+        outcome = {
+            LinkSource.CREATED: "created",
+            LinkSource.EXISTING: "linked_existing",
+            LinkSource.RECONCILED: "reconciled",
+            LinkSource.SYNCED: "linked_existing",
+        }[source]
+        return self._result(stored, outcome)
+
+    def _result(self, link: Link, outcome: str) -> ProvisionResult:
+        return ProvisionResult.model_validate(
+            {
+                "provider": link.provider,
+                "external_id": link.external_id,
+                "provider_user_id": link.provider_user_id,
+                "outcome": outcome,
+                "details": link.details,
+            }
+        )

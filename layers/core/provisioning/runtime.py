@@ -1,0 +1,230 @@
+"""Assembles a create-user Lambda from an operation spec: configuration, clients, secrets and the
+adapters, built once per container on first use (never at import, so tests need no reloads)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from provisioning import adapters
+from provisioning.errors import Conflict, InProgress, ProviderError, ProvisioningError
+from provisioning.http import Deadline, ProviderHttp, Timeouts, new_session
+from provisioning.models import CreateRequest, ProvisionResult
+from provisioning.provision import CreateOperation, Provisioner
+from provisioning.secrets import SecretSource
+from provisioning.settings import Settings
+from provisioning.store import LinkStore
+
+if TYPE_CHECKING:
+    import requests
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "provisioner"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Provisioner"))
+
+BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+
+
+class Dependencies:
+    """What operations are built from; every member is created once per container, on first use."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+
+    @cached_property
+    def settings(self) -> Settings:
+        return self._settings or Settings.from_env()
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return boto3.client("dynamodb", config=BOTO_CONFIG)
+
+    @cached_property
+    def sqs(self) -> Any:
+        return boto3.client("sqs", config=BOTO_CONFIG)
+
+    @cached_property
+    def secrets(self) -> SecretSource:
+        return SecretSource(max_age=self.settings.secrets_max_age)
+
+    @cached_property
+    def session(self) -> requests.Session:
+        return new_session()
+
+    @cached_property
+    def store(self) -> LinkStore:
+        return LinkStore(self.dynamodb, self.settings.users_table)
+
+    def http(self, provider: str) -> ProviderHttp:
+        timeouts = Timeouts(self.settings.http_connect_timeout, self.settings.http_read_timeout)
+        return ProviderHttp(provider, self.settings.base_url(provider), self.session, timeouts)
+
+
+@dataclass(frozen=True)
+class CreateUserSpec[RequestT: CreateRequest]:
+    """Everything provider-specific about one create-user Lambda."""
+
+    provider: str
+    route: str
+    request_model: type[RequestT]
+    build_operation: Callable[[Dependencies], CreateOperation[RequestT]]
+    summary: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_sqs(event: dict[str, Any]) -> bool:
+    records = event.get("Records")
+    return isinstance(records, list) and bool(records) and records[0].get("eventSource") == "aws:sqs"
+
+
+def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
+    if isinstance(response, dict):
+        response = {**response, "outcome": "already_provisioned"}
+    return response
+
+
+class CreateUserFunction[RequestT: CreateRequest]:
+    """The Lambda handler of a create-user operation: API Gateway (REST, proxy) and SQS events."""
+
+    def __init__(self, spec: CreateUserSpec[RequestT], deps: Dependencies | None = None) -> None:
+        self.spec = spec
+        self.deps = deps or Dependencies()
+        self.app = adapters.build_rest_app(
+            spec.route,
+            spec.request_model,
+            self._provision_now,
+            spec.summary or f"Create a {spec.provider} user",
+        )
+        self._context: LambdaContext | None = None
+
+    # -- built on first use ------------------------------------------------------------------
+    @cached_property
+    def provisioner(self) -> Provisioner[RequestT]:
+        return Provisioner(
+            self.spec.build_operation(self.deps),
+            self.deps.store,
+            on_provider_error=self._count_provider_error,
+        )
+
+    @cached_property
+    def idempotency(self) -> IdempotencyConfig:
+        return IdempotencyConfig(
+            event_key_jmespath="external_id",
+            payload_validation_jmespath="@",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=self.deps.settings.idempotency_ttl_seconds,
+            response_hook=_mark_replay,
+        )
+
+    @cached_property
+    def _provision_once(self) -> Callable[..., dict[str, Any]]:
+        persistence = DynamoDBPersistenceLayer(
+            table_name=self.deps.settings.idempotency_table, boto3_client=self.deps.dynamodb
+        )
+        provisioner = self.provisioner
+
+        def provision(request: RequestT, deadline: Deadline) -> dict[str, Any]:
+            return provisioner.provision(request, deadline).model_dump(mode="json")
+
+        provision.__name__ = provision.__qualname__ = f"provision_{self.spec.provider}"
+        return idempotent_function(  # type: ignore[no-any-return]
+            data_keyword_argument="request", persistence_store=persistence, config=self.idempotency
+        )(provision)
+
+    @cached_property
+    def dead_letters(self) -> adapters.DeadLetters:
+        return adapters.DeadLetters(self.deps.sqs, self.deps.settings.dead_letter_queue_url)
+
+    # -- provisioning ----------------------------------------------------------------------------
+    def _provision_now(self, request: RequestT) -> ProvisionResult:
+        """Provision one person: answer from the link store when already linked, otherwise run the
+        idempotent provisioning keyed by (provider, external_id)."""
+        existing = self.provisioner.existing(request.external_id)
+        if existing is not None:
+            metrics.add_metric(name="AlreadyProvisioned", unit=MetricUnit.Count, value=1)
+            return existing
+        remaining = self._context.get_remaining_time_in_millis if self._context else None
+        try:
+            raw = self._provision_once(request=request, deadline=Deadline(remaining))
+        except IdempotencyValidationError:
+            raise Conflict(
+                "this external_id was already requested with a different payload", provider=self.spec.provider
+            ) from None
+        except IdempotencyAlreadyInProgressError:
+            raise InProgress(
+                "this person is being provisioned by another request", provider=self.spec.provider
+            ) from None
+        result = ProvisionResult.model_validate(raw)
+        metric = "AlreadyProvisioned" if result.outcome == "already_provisioned" else "PeopleProvisioned"
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+        return result
+
+    def _count_provider_error(self, error: ProviderError) -> None:
+        metrics.add_metric(name="ProviderErrors", unit=MetricUnit.Count, value=1)
+
+    def _count_dead_letter(self, error: ProvisioningError) -> None:
+        metrics.add_metric(name="RecordsDeadLettered", unit=MetricUnit.Count, value=1)
+
+    # -- the Lambda entry point --------------------------------------------------------------------
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return self._handler(event, context)
+
+    @cached_property
+    def _handler(self) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+        @metrics.log_metrics
+        @logger.inject_lambda_context(clear_state=True)
+        def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            metrics.add_dimension(name="provider", value=self.spec.provider)
+            self._context = context
+            try:
+                self.idempotency.register_lambda_context(context)
+                if _is_sqs(event):
+                    return dict(
+                        adapters.process_queue_batch(
+                            event,
+                            context,
+                            self.spec.request_model,
+                            self._provision_now,
+                            self.dead_letters,
+                            on_dead_letter=self._count_dead_letter,
+                        )
+                    )
+                if "httpMethod" in event:
+                    logger.set_correlation_id(
+                        (event.get("requestContext") or {}).get("requestId") or context.aws_request_id
+                    )
+                    return self.app.resolve(event, context)
+                return _unsupported(event)
+            finally:
+                self._context = None
+
+        return handler
+
+
+def _unsupported(event: dict[str, Any]) -> dict[str, Any]:
+    logger.error("unsupported event shape", extra={"keys": sorted(event)[:10]})
+    error = ProvisioningError("unsupported event: expected an API Gateway REST proxy or SQS event")
+    error.http_status = 400
+    return {"statusCode": 400, "headers": {"Content-Type": adapters.JSON}, "body": json.dumps(error.body())}
+
+
+__all__ = ["CreateUserFunction", "CreateUserSpec", "Dependencies"]

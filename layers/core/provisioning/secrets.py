@@ -1,0 +1,41 @@
+"""Provider credentials from Secrets Manager, cached per container by Powertools Parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+from pydantic import BaseModel, ValidationError
+
+from provisioning.errors import ConfigurationError
+
+
+class SecretSource:
+    """Fetches a JSON secret and validates its shape, never echoing its values in errors."""
+
+    def __init__(self, max_age: int = 300, provider: parameters.SecretsProvider | None = None) -> None:
+        self._max_age = max_age
+        self._provider = provider
+
+    def _fetch(self, secret_id: str) -> Any:
+        if self._provider is None:
+            self._provider = parameters.SecretsProvider()
+        try:
+            return self._provider.get(secret_id, transform="json", max_age=self._max_age)
+        except parameters.exceptions.TransformParameterError:
+            raise ConfigurationError(f"secret {secret_id} is not a JSON object") from None
+        except parameters.exceptions.GetParameterError as exc:
+            raise ConfigurationError(
+                f"secret {secret_id} could not be read: {type(exc.__cause__).__name__}"
+            ) from None
+
+    def get[T: BaseModel](self, secret_id: str, model: type[T]) -> T:
+        raw = self._fetch(secret_id)
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            problems = ", ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+                for err in exc.errors(include_input=False, include_url=False)
+            )
+            raise ConfigurationError(f"secret {secret_id} has the wrong shape ({problems})") from None

@@ -1,0 +1,10 @@
+"""Builds the sandbox with every provider emulator."""
+
+from __future__ import annotations
+
+from provisioner_sandbox.palenca import PalencaEmulator
+from provisioner_sandbox.server import Sandbox
+
+
+def build_sandbox(host: str = "127.0.0.1", port: int = 0) -> Sandbox:
+    return Sandbox([PalencaEmulator()], host=host, port=port)
