@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from provisioner_cli.invoke import invoke_function
 from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import LocalStack, StackState, aws_client

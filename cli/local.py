@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
 from provisioner_cli.template import Resolver, Template
 
 REGION = "us-east-1"
@@ -20,6 +21,9 @@ STATE_FILE = Path(".local/stack.json")
 # Credentials the sandbox accepts, stored as the secrets the functions read.
 SANDBOX_SECRETS: dict[str, dict[str, str]] = {
     "palenca": {"api_key": "sandbox-palenca-key", "widget_id": "feecb679-a3cc-47ef-8fd4-600799f12a39"},
+    "trust": {"client_id": "sandbox-trust-client", "client_secret": "sandbox-trust-secret"},
+    "palm": {"api_key": "sk_test_sandboxpalmkey"},
+    "validic": {"organization_id": "sandbox-org", "access_token": "sandbox-validic-org-token"},
 }
 
 FAKE_CREDENTIALS = {
@@ -92,9 +96,17 @@ def provision_resources(
     session = session or boto3.Session(region_name=REGION)
     kw: dict[str, Any] = {"endpoint_url": aws_endpoint} if aws_endpoint else {}
     dynamodb = session.client("dynamodb", **kw)
+    kms = session.client("kms", **kw)
     sqs = session.client("sqs", **kw)
     secrets = session.client("secretsmanager", **kw)
     state = StackState(aws_endpoint, sandbox_url, parameters=local_parameters(template, sandbox_url))
+
+    for logical_id, resource in template.of_type("AWS::KMS::Key").items():
+        description = str(resource.get("Properties", {}).get("Description", logical_id))
+        key = kms.create_key(Description=description)["KeyMetadata"]
+        state.refs[logical_id] = key["KeyId"]
+        state.attrs[f"{logical_id}.Arn"] = key["Arn"]
+        state.attrs[f"{logical_id}.KeyId"] = key["KeyId"]
 
     for logical_id, resource in template.of_type("AWS::DynamoDB::Table").items():
         props = resource["Properties"]
@@ -155,6 +167,7 @@ class LocalStack:
         self, template: Template, aws_port: int = 0, sandbox_port: int = 0, host: str = "127.0.0.1"
     ) -> None:
         from moto.server import ThreadedMotoServer
+
         from provisioner_sandbox.app import build_sandbox
 
         self.template = template

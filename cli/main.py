@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from provisioner_cli.invoke import invoke_function
 from provisioner_cli.local import STATE_FILE, LocalStack, StackState, aws_client
 from provisioner_cli.template import Template

@@ -40,11 +40,13 @@ class PalencaEmulator:
         self.requests_per_minute = requests_per_minute
         self._lock = threading.Lock()
         self.users: list[StoredUser] = []
+        self.disabled_widgets: set[str] = set()
         self._window: tuple[int, int] = (0, 0)
 
     def reset(self) -> None:
         with self._lock:
             self.users.clear()
+            self.disabled_widgets.clear()
             self._window = (0, 0)
 
     def routes(self) -> list[Route]:
@@ -113,6 +115,8 @@ class PalencaEmulator:
             uuid.UUID(str(widget_id))
         except ValueError:
             return Reply(422, _error(422, "bad_request", "widget_id must be a valid uuid").body, headers)
+        if str(widget_id) in self.disabled_widgets:  # the documented example uses "mistake"
+            return Reply(422, _error(422, "bad_request", "widget is disabled", field="mistake").body, headers)
         external_id = body.get("external_id")
         user = StoredUser(
             str(uuid.uuid4()),

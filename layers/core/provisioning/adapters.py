@@ -12,7 +12,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -59,51 +58,20 @@ def error_response(error: ProvisioningError) -> Response[str]:
     )
 
 
-def build_rest_app[RequestT: BaseModel](
-    route: str,
-    request_model: type[RequestT],
-    provision: Callable[[RequestT], ProvisionResult],
-    summary: str,
-) -> APIGatewayRestResolver:
-    """A Powertools REST resolver with one POST route that provisions the validated body."""
+def too_large(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A 413 answer for a body over MAX_BODY_BYTES (checked before anything parses it)."""
+    body = event.get("body") or ""
+    limit = MAX_BODY_BYTES * (4 / 3 if event.get("isBase64Encoded") else 1)
+    if len(body) <= limit:
+        return None
+    error = InvalidRequest([FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413)
+    return {"statusCode": 413, "headers": {"Content-Type": JSON}, "body": json.dumps(error.body())}
+
+
+def new_rest_app() -> APIGatewayRestResolver:
+    """A Powertools REST resolver (with validation) whose every failure is a JSON error answer:
+    fields named for bad input, hub errors mapped to their status, never a traceback."""
     app = APIGatewayRestResolver(enable_validation=True)
-
-    def limit_body_size(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
-        body = app.current_event.body or ""
-        if len(body) > MAX_BODY_BYTES * (4 / 3 if app.current_event.is_base64_encoded else 1):
-            return error_response(
-                InvalidRequest([FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413)
-            )
-        return next_middleware(app)
-
-    app.use(middlewares=[limit_body_size])
-
-    def create(body: request_model) -> Response[str]:  # type: ignore[valid-type]
-        result = provision(body)
-        return Response(status_code=result.http_status, content_type=JSON, body=result.model_dump_json())
-
-    app.post(
-        route,
-        summary=summary,
-        responses={
-            200: {
-                "description": "Already provisioned: the provider was not called.",
-                "content": {JSON: {"model": ProvisionResult}},
-            },
-            201: {"description": "Provisioned now.", "content": {JSON: {"model": ProvisionResult}}},
-            409: {
-                "description": "Same person requested with a different payload, or in progress.",
-                "content": {JSON: {"model": ErrorBody}},
-            },
-            422: {
-                "description": "Invalid body, or the provider rejected the person.",
-                "content": {JSON: {"model": ErrorBody}},
-            },
-            429: {"description": "Provider rate limit reached.", "content": {JSON: {"model": ErrorBody}}},
-            502: {"description": "Provider unavailable.", "content": {JSON: {"model": ErrorBody}}},
-            504: {"description": "Provider timed out.", "content": {JSON: {"model": ErrorBody}}},
-        },
-    )(create)
 
     @app.exception_handler(RequestUnsupportedContentType)
     def unsupported_type(exc: RequestUnsupportedContentType) -> Response[str]:
@@ -127,6 +95,52 @@ def build_rest_app[RequestT: BaseModel](
         logger.exception("unexpected failure")
         return error_response(ProvisioningError("internal error; the request was not completed"))
 
+    return app
+
+
+def json_response(model: BaseModel, status: int = 200) -> Response[str]:
+    return Response(status_code=status, content_type=JSON, body=model.model_dump_json())
+
+
+def error_responses(*statuses: int) -> dict[int, Any]:
+    """OpenAPI descriptions of the error answers a route can give."""
+    descriptions = {
+        400: "Malformed JSON.",
+        409: "Same person requested with a different payload, or being provisioned right now.",
+        413: "Body too large.",
+        422: "Invalid body (the fields are named), or the provider rejected the request.",
+        429: "Provider rate limit reached; retry after Retry-After seconds.",
+        502: "Provider unavailable or refusing our credentials.",
+        504: "Provider timed out.",
+    }
+    return {s: {"description": descriptions[s], "content": {JSON: {"model": ErrorBody}}} for s in statuses}
+
+
+def build_rest_app[RequestT: BaseModel](
+    route: str,
+    request_model: type[RequestT],
+    provision: Callable[[RequestT], ProvisionResult],
+    summary: str,
+) -> APIGatewayRestResolver:
+    """The REST resolver of a create operation: one POST route that provisions the validated body."""
+    app = new_rest_app()
+
+    def create(body: request_model) -> Response[str]:  # type: ignore[valid-type]
+        result = provision(body)
+        return json_response(result, result.http_status)
+
+    app.post(
+        route,
+        summary=summary,
+        responses={
+            200: {
+                "description": "Already provisioned: the provider was not called.",
+                "content": {JSON: {"model": ProvisionResult}},
+            },
+            201: {"description": "Provisioned now.", "content": {JSON: {"model": ProvisionResult}}},
+            **error_responses(400, 409, 413, 422, 429, 502, 504),
+        },
+    )(create)
     return app
 
 

@@ -76,12 +76,6 @@ class Provisioner[RequestT: CreateRequest]:
     def provider(self) -> str:
         return self.operation.provider
 
-    def existing(self, external_id: str) -> ProvisionResult | None:
-        link = self.store.get(self.provider, external_id)
-        if link is None or link.status != LinkStatus.LINKED or link.provider_user_id is None:
-            return None
-        return self._result(link, "already_provisioned")
-
     def provision(self, request: RequestT, deadline: Deadline) -> ProvisionResult:
         link = self.store.get(self.provider, request.external_id)
         if link is not None and link.status == LinkStatus.LINKED:

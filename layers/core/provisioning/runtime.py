@@ -63,6 +63,10 @@ class Dependencies:
         return boto3.client("sqs", config=BOTO_CONFIG)
 
     @cached_property
+    def kms(self) -> Any:
+        return boto3.client("kms", config=BOTO_CONFIG)
+
+    @cached_property
     def secrets(self) -> SecretSource:
         return SecretSource(max_age=self.settings.secrets_max_age)
 
@@ -88,6 +92,8 @@ class CreateUserSpec[RequestT: CreateRequest]:
     request_model: type[RequestT]
     build_operation: Callable[[Dependencies], CreateOperation[RequestT]]
     summary: str = ""
+    # Encrypts credentials a provider returns (ProviderUser.sealed) before they are stored.
+    build_sealer: Callable[[Dependencies], Callable[[dict[str, str]], dict[str, str]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,6 +128,7 @@ class CreateUserFunction[RequestT: CreateRequest]:
         return Provisioner(
             self.spec.build_operation(self.deps),
             self.deps.store,
+            seal=self.spec.build_sealer(self.deps) if self.spec.build_sealer else None,
             on_provider_error=self._count_provider_error,
         )
 
@@ -131,7 +138,7 @@ class CreateUserFunction[RequestT: CreateRequest]:
             event_key_jmespath="external_id",
             payload_validation_jmespath="@",
             raise_on_no_idempotency_key=True,
-            expires_after_seconds=self.deps.settings.idempotency_ttl_seconds,
+            expires_after_seconds=int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", "3600")),
             response_hook=_mark_replay,
         )
 
@@ -156,12 +163,9 @@ class CreateUserFunction[RequestT: CreateRequest]:
 
     # -- provisioning ----------------------------------------------------------------------------
     def _provision_now(self, request: RequestT) -> ProvisionResult:
-        """Provision one person: answer from the link store when already linked, otherwise run the
-        idempotent provisioning keyed by (provider, external_id)."""
-        existing = self.provisioner.existing(request.external_id)
-        if existing is not None:
-            metrics.add_metric(name="AlreadyProvisioned", unit=MetricUnit.Count, value=1)
-            return existing
+        """Provision one person, idempotently per (provider, external_id): a repeated request is
+        answered from the idempotency record or the link store without calling the provider; the
+        same external_id with a different payload is a conflict."""
         remaining = self._context.get_remaining_time_in_millis if self._context else None
         try:
             raw = self._provision_once(request=request, deadline=Deadline(remaining))
@@ -212,7 +216,7 @@ class CreateUserFunction[RequestT: CreateRequest]:
                     logger.set_correlation_id(
                         (event.get("requestContext") or {}).get("requestId") or context.aws_request_id
                     )
-                    return self.app.resolve(event, context)
+                    return adapters.too_large(event) or self.app.resolve(event, context)
                 return _unsupported(event)
             finally:
                 self._context = None

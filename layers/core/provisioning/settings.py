@@ -34,13 +34,13 @@ class Settings(BaseModel):
     validic_secret_id: str | None = None
     validic_base_url: str = DEFAULT_BASE_URLS["validic"]
 
+    token_kms_key_id: str | None = None  # encrypts per-user provider tokens (Validic)
     dead_letter_queue_url: str | None = None
     queue_url: str | None = None
 
     secrets_max_age: int = Field(default=300, ge=0, alias="powertools_parameters_max_age")
     http_connect_timeout: float = Field(default=3.05, gt=0)
     http_read_timeout: float = Field(default=10.0, gt=0)
-    idempotency_ttl_seconds: int = Field(default=3600, ge=60)
 
     @field_validator("palenca_base_url", "trust_base_url", "palm_base_url", "validic_base_url", mode="after")
     @classmethod

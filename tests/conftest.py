@@ -1,0 +1,131 @@
+"""Shared fixtures: fake AWS credentials, moto (mock_aws) provisioned from template.yaml, the
+provider sandbox on loopback, and handlers loaded from their function folders."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from provisioner_cli.lambda_runtime import LambdaContext, drain_queue, load_handler
+from provisioner_cli.local import FAKE_CREDENTIALS, REGION, StackState, provision_resources
+from provisioner_cli.template import Template
+from provisioner_sandbox.app import build_sandbox
+from provisioner_sandbox.server import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not items:  # an empty run must fail, not pass silently
+        raise pytest.UsageError("no tests collected")
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ProvisionerTests")
+    parameters.clear_caches()
+
+
+@pytest.fixture(scope="session")
+def template() -> Template:
+    return Template(ROOT / "template.yaml")
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with build_sandbox() as server:
+        yield server
+
+
+@pytest.fixture
+def stack(template: Template, sandbox: Sandbox) -> Iterator[StackState]:
+    """moto in-process, with every table, queue and secret template.yaml declares."""
+    with mock_aws():
+        yield provision_resources(template, sandbox.url, aws_endpoint=None)
+
+
+@pytest.fixture
+def aws() -> Callable[[str], Any]:
+    return lambda service: boto3.client(service, region_name=REGION)
+
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+@pytest.fixture
+def load_function(
+    template: Template, stack: StackState, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], Handler]:
+    """Load a function's handler as Lambda would (fresh module = fresh container) with the
+    environment template.yaml declares, resolved for the test stack. Returns invoke(event)."""
+
+    def load(logical_id: str) -> Handler:
+        env = stack.function_environment(template, logical_id)
+        env.pop("AWS_ENDPOINT_URL", None)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        function = template.function(logical_id)
+        handler = load_handler(function.code_uri, function.handler, function.layers)
+
+        def invoke(event: dict[str, Any]) -> Any:
+            return handler(
+                copy.deepcopy(event), LambdaContext(function_name=logical_id, timeout_s=function.timeout)
+            )
+
+        return invoke
+
+    return load
+
+
+def api_event(
+    path: str, body: Any, *, base64_encoded: bool = False, raw: str | None = None
+) -> dict[str, Any]:
+    """A real API Gateway REST proxy event (from events/) with another body."""
+    event = json.loads((EVENTS / "palenca_create_user" / "api.json").read_text())
+    text = raw if raw is not None else json.dumps(body)
+    event["path"] = event["resource"] = event["requestContext"]["resourcePath"] = path
+    event["body"] = base64.b64encode(text.encode()).decode() if base64_encoded else text
+    event["isBase64Encoded"] = base64_encoded
+    return event
+
+
+def response_json(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+def send_and_drain(
+    sqs: Any, queue_url: str, invoke: Handler, bodies: list[Any], max_batches: int = 50
+) -> Any:
+    """Send bodies to a queue, then poll it like Lambda's event source mapping."""
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body))
+    return drain_queue(sqs, queue_url, invoke, max_batches=max_batches)
+
+
+def dead_letters(sqs: Any, dlq_url: str) -> list[dict[str, Any]]:
+    """Every message of a dead-letter queue with its decoded failure report."""
+    found: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+        ).get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            attrs = message.get("MessageAttributes", {})
+            failure = json.loads(attrs["failure"]["StringValue"]) if "failure" in attrs else None
+            found.append({"body": message["Body"], "failure": failure})
