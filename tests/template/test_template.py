@@ -1,0 +1,154 @@
+"""template.yaml: the resources and interface other tooling relies on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from provisioner_cli.template import Template
+from tests.conftest import ROOT
+
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+CREATE_FUNCTIONS = {
+    "PalencaCreateUserFunction": ("/palenca/users", "PalencaCreateUserQueue"),
+    "TrustCreateUserFunction": ("/trust/users", "TrustCreateUserQueue"),
+    "PalmCreateUserFunction": ("/palm/users", "PalmCreateUserQueue"),
+    "ValidicProvisionUserFunction": ("/validic/users", "ValidicProvisionUserQueue"),
+}
+
+
+def _resource(template: Template, logical_id: str) -> dict:
+    assert logical_id in template.resources, f"{logical_id} missing"
+    return template.resources[logical_id]
+
+
+def test_functions_run_python313_on_arm64_with_the_shared_layer(template):
+    assert template.globals["Runtime"] == "python3.13"
+    assert template.globals["Architectures"] == ["arm64"]
+    assert template.globals["Layers"] == [{"Ref": "CoreLayer"}]
+    layer = _resource(template, "CoreLayer")
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert layer["Properties"]["ContentUri"].startswith("layers/")
+
+
+def test_configuration_variables_are_declared(template):
+    env = template.globals["Environment"]["Variables"]
+    assert env["USERS_TABLE"] == {"Ref": "UsersTable"}
+    assert env["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    palenca = template.function("PalencaCreateUserFunction").environment
+    assert palenca["PALENCA_SECRET_ID"] == {"Ref": "PalencaSecretId"}
+    assert palenca["PALENCA_BASE_URL"] == {"Ref": "PalencaBaseUrl"}
+    assert template.parameters["PalencaBaseUrl"]["Default"] == "https://api.palenca.com"
+    defaults = {
+        "Trust": "https://atenea.trust.lat",
+        "Palm": "https://api.getpalm.com",
+        "Validic": "https://api.validic.com",
+    }
+    for provider, url in defaults.items():
+        assert template.parameters[f"{provider}BaseUrl"]["Default"] == url
+
+
+@pytest.mark.parametrize(("function_id", "route_queue"), CREATE_FUNCTIONS.items())
+def test_create_functions_have_api_and_sqs_triggers_with_partial_batch_responses(
+    template, function_id, route_queue
+):
+    route, queue_id = route_queue
+    function = template.function(function_id)
+    events = {e["Type"]: e["Properties"] for e in function.events.values()}
+    assert events["Api"]["Path"] == route
+    assert events["Api"]["Method"] == "post"
+    sqs = events["SQS"]
+    assert sqs["Queue"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "MaximumConcurrency" in sqs["ScalingConfig"]
+
+    queue = _resource(template, queue_id)["Properties"]
+    assert int(queue["VisibilityTimeout"]) >= 6 * function.timeout
+    redrive = queue["RedrivePolicy"]
+    assert 1 <= int(redrive["maxReceiveCount"]) <= 5
+    dlq_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert _resource(template, dlq_id)["Type"] == "AWS::SQS::Queue"
+    assert function.environment["DEAD_LETTER_QUEUE_URL"] == {"Ref": dlq_id}
+
+
+def test_users_table_serves_both_lookups_and_is_protected(template):
+    props = _resource(template, "UsersTable")["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert [k["AttributeName"] for k in props["KeySchema"]] == ["external_id", "provider"]
+    index = props["GlobalSecondaryIndexes"][0]
+    assert index["IndexName"] == "ByProviderUserId"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["provider_user_id", "provider"]
+    idempotency = _resource(template, "IdempotencyTable")["Properties"]
+    assert idempotency["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_api_requires_iam_authorization(template):
+    auth = _resource(template, "Api")["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "AWS_IAM"
+
+
+def test_no_literal_secrets_and_no_wildcard_data_access(template):
+    text = template.path.read_text()
+    assert "api_key" not in text.replace('{"api_key"', "")  # only in parameter descriptions
+    for logical_id in template.functions():
+        policies = template.resources[logical_id]["Properties"].get("Policies", [])
+        for policy in policies:
+            assert policy != "AmazonDynamoDBFullAccess"
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                assert statement.get("Resource") != "*", f"{logical_id} grants Resource *"
+        function = template.function(logical_id)
+        for name, value in function.environment.items():
+            if name.endswith("_SECRET_ID"):
+                assert isinstance(value, dict), f"{logical_id}.{name} must reference a parameter"
+
+
+def test_every_function_folder_holds_only_its_thin_handler(template):
+    for logical_id in template.functions():
+        function = template.function(logical_id)
+        files = sorted(p.name for p in function.code_uri.iterdir() if p.name != "__pycache__")
+        assert files == ["app.py"], f"{logical_id}: {files}"
+        assert len((function.code_uri / "app.py").read_text().splitlines()) <= 12
+
+
+def test_events_folder_has_ready_events_for_every_function(template):
+    for logical_id in template.functions():
+        folder = ROOT / "events" / template.function(logical_id).code_uri.name
+        names = {p.name for p in folder.glob("*.json")}
+        assert "api.json" in names, logical_id
+        if logical_id in CREATE_FUNCTIONS:
+            assert "sqs.json" in names, logical_id
+
+
+def test_env_json_covers_every_function_for_sam_local_invoke(template):
+    import json
+
+    env = json.loads((ROOT / "env.json").read_text())
+    for logical_id in template.functions():
+        declared = set(template.function(logical_id).environment)
+        assert declared <= set(env[logical_id]), f"{logical_id}: {declared - set(env[logical_id])}"
+
+
+@pytest.mark.slow
+def test_sam_validate_lint_passes():
+    result = subprocess.run(
+        [str(SAM), "validate", "--lint", "--template", str(ROOT / "template.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_samconfig_lints_on_validate():
+    text = Path(ROOT / "samconfig.toml").read_text()
+    assert "[default.validate.parameters]" in text
+    assert "lint = true" in text

@@ -1,0 +1,74 @@
+"""Configuration comes only from the environment; secrets are validated without echoing them."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from provisioning.errors import ConfigurationError
+from provisioning.providers.palenca import PalencaSecret
+from provisioning.secrets import SecretSource
+from provisioning.settings import Settings
+
+
+def test_settings_read_the_interface_variables_with_documented_defaults():
+    settings = Settings.from_env(
+        {"USERS_TABLE": "users", "IDEMPOTENCY_TABLE": "idem", "PALENCA_SECRET_ID": "s"}
+    )
+
+    assert settings.users_table == "users"
+    assert settings.palenca_base_url == "https://api.palenca.com"
+    assert settings.trust_base_url == "https://atenea.trust.lat"
+    assert settings.palm_base_url == "https://api.getpalm.com"
+    assert settings.validic_base_url == "https://api.validic.com"
+    assert settings.secret_id("palenca") == "s"
+
+
+def test_missing_or_bad_variables_are_named():
+    with pytest.raises(ConfigurationError, match="USERS_TABLE"):
+        Settings.from_env({"IDEMPOTENCY_TABLE": "idem"})
+    with pytest.raises(ConfigurationError, match="PALENCA_BASE_URL"):
+        Settings.from_env({"USERS_TABLE": "u", "IDEMPOTENCY_TABLE": "i", "PALENCA_BASE_URL": "ftp://x"})
+    with pytest.raises(ConfigurationError, match="TRUST_SECRET_ID"):
+        Settings.from_env({"USERS_TABLE": "u", "IDEMPOTENCY_TABLE": "i"}).secret_id("trust")
+
+
+def test_malformed_secret_is_a_configuration_error_that_does_not_echo_it():
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(Name="p", SecretString=json.dumps({"api_key": "TOPSECRET", "widget_id": "nope"}))
+        client.create_secret(Name="q", SecretString="not json TOPSECRET")
+        source = SecretSource(max_age=0)
+
+        with pytest.raises(ConfigurationError) as raised:
+            source.get("p", PalencaSecret)
+        assert "widget_id" in raised.value.message
+        assert "TOPSECRET" not in raised.value.message
+        assert "nope" not in raised.value.message
+        with pytest.raises(ConfigurationError) as raised:
+            source.get("q", PalencaSecret)
+        assert "TOPSECRET" not in raised.value.message
+        with pytest.raises(ConfigurationError):
+            source.get("missing", PalencaSecret)
+
+
+def test_secret_is_fetched_once_per_cache_period():
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(
+            Name="p",
+            SecretString=json.dumps({"api_key": "k", "widget_id": "feecb679-a3cc-47ef-8fd4-600799f12a39"}),
+        )
+        from aws_lambda_powertools.utilities import parameters
+
+        provider = parameters.SecretsProvider()
+        original_get = provider._get
+        fetched = []
+        provider._get = lambda name, **kw: fetched.append(name) or original_get(name, **kw)
+        source = SecretSource(max_age=300, provider=provider)
+        for _ in range(5):
+            source.get("p", PalencaSecret)
+        assert fetched == ["p"]
