@@ -4,6 +4,7 @@ Palenca sandbox on loopback."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -229,3 +230,41 @@ def test_transient_failure_is_reported_for_retry_not_dead_lettered(invoke, stack
 
     assert report.failed == 1
     assert dead_letters(sqs, stack.refs["PalencaCreateUserDLQ"]) == []
+
+
+def _well_inside_a_minute_window() -> None:
+    """Fixed one-minute windows: start a budget test at least 15 s before the window turns."""
+    if time.time() % 60 > 45:
+        time.sleep(60 - time.time() % 60 + 0.2)
+
+
+def test_rate_limited_records_are_handed_back_to_sqs_until_the_next_window(
+    invoke, stack, aws, sandbox, monkeypatch
+):
+    monkeypatch.setenv("PALENCA_REQUESTS_PER_MINUTE", "2")
+    _well_inside_a_minute_window()
+    sqs = aws("sqs")
+    queue_url = stack.refs["PalencaCreateUserQueue"]
+
+    report = send_and_drain(
+        sqs, queue_url, invoke, [{"external_id": f"r-{n}"} for n in range(4)], max_batches=1
+    )
+
+    assert report.acknowledged == 2
+    assert report.failed == 2
+    assert sandbox.count("palenca", "POST", "/palenca/v1/users") == 2
+    # The two records wait for the next window instead of coming straight back.
+    assert sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []) == []
+    assert dead_letters(sqs, stack.refs["PalencaCreateUserDLQ"]) == []
+
+
+def test_api_answers_429_with_retry_after_when_the_budget_is_used_up(invoke, sandbox, monkeypatch):
+    monkeypatch.setenv("PALENCA_REQUESTS_PER_MINUTE", "1")
+    _well_inside_a_minute_window()
+    assert invoke(api_event(ROUTE, {"external_id": "a-1"}))["statusCode"] == 201
+
+    response = invoke(api_event(ROUTE, {"external_id": "a-2"}))
+
+    assert response["statusCode"] == 429
+    assert 1 <= int(response["multiValueHeaders"]["Retry-After"][0]) <= 61
+    assert response_json(response)["error"]["code"] == "provider_rate_limited"

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from provisioning.errors import FieldError, InvalidRequest, ProvisioningError
+from provisioning.errors import FieldError, InvalidRequest, ProvisioningError, RateLimited
 from provisioning.models import ErrorBody, ProvisionResult
 
 logger = Logger(child=True)
@@ -181,6 +181,17 @@ class DeadLetters:
             ]
         return self._queue_urls[arn]
 
+    def delay(self, record: SQSRecord, seconds: float) -> None:
+        """Make a failed record come back after ``seconds`` (e.g. when a rate-limit window reopens)."""
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url(record.event_source_arn),
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=max(1, min(43200, int(seconds) + 1)),
+            )
+        except Exception:
+            logger.warning("could not delay the record; it returns after the queue's visibility timeout")
+
     def send(self, record: SQSRecord, error: ProvisioningError) -> bool:
         if not self._dlq_url:
             return False
@@ -226,6 +237,8 @@ def process_queue_batch[RequestT: BaseModel](
             return provision(request).outcome
         except ProvisioningError as exc:
             if exc.transient:
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    dead_letters.delay(record, exc.retry_after)
                 logger.warning("record failed; SQS will retry it", extra={"error": exc.report()})
             else:
                 moved = dead_letters.send(record, exc)

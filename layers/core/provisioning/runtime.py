@@ -31,6 +31,7 @@ from provisioning.errors import Conflict, InProgress, ProviderError, Provisionin
 from provisioning.http import Deadline, ProviderHttp, Timeouts, new_session
 from provisioning.models import CreateRequest, ProvisionResult
 from provisioning.provision import CreateOperation, Provisioner
+from provisioning.ratelimit import SharedRateLimiter
 from provisioning.secrets import SecretSource
 from provisioning.settings import Settings
 from provisioning.store import LinkStore
@@ -78,9 +79,23 @@ class Dependencies:
     def store(self) -> LinkStore:
         return LinkStore(self.dynamodb, self.settings.users_table)
 
+    def limiter(self, provider: str) -> SharedRateLimiter | None:
+        """The shared request budget of a provider, when the deployment declares one."""
+        limit = self.settings.requests_per_minute(provider)
+        if limit is None or not self.settings.rate_limit_table:
+            return None
+        return SharedRateLimiter(self.dynamodb, self.settings.rate_limit_table, provider, limit)
+
     def http(self, provider: str) -> ProviderHttp:
         timeouts = Timeouts(self.settings.http_connect_timeout, self.settings.http_read_timeout)
-        return ProviderHttp(provider, self.settings.base_url(provider), self.session, timeouts)
+        limiter = self.limiter(provider)
+        return ProviderHttp(
+            provider,
+            self.settings.base_url(provider),
+            self.session,
+            timeouts,
+            before_request=limiter.acquire if limiter else None,
+        )
 
 
 @dataclass(frozen=True)

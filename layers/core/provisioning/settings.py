@@ -34,6 +34,8 @@ class Settings(BaseModel):
     validic_secret_id: str | None = None
     validic_base_url: str = DEFAULT_BASE_URLS["validic"]
 
+    rate_limit_table: str | None = None  # shared per-provider request budgets
+    palenca_requests_per_minute: int = Field(default=120, ge=1)  # Palenca's account-wide limit
     token_kms_key_id: str | None = None  # encrypts per-user provider tokens (Validic)
     dead_letter_queue_url: str | None = None
     queue_url: str | None = None
@@ -66,6 +68,10 @@ class Settings(BaseModel):
         if not value:
             raise ConfigurationError(f"{provider.upper()}_SECRET_ID is not set")
         return str(value)
+
+    def requests_per_minute(self, provider: str) -> int | None:
+        value = getattr(self, f"{provider}_requests_per_minute", None)
+        return int(value) if value is not None else None
 
     def base_url(self, provider: str) -> str:
         return str(getattr(self, f"{provider}_base_url"))

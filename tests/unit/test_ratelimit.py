@@ -1,0 +1,40 @@
+"""The shared Palenca request budget: a fixed one-minute window counted in DynamoDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioning.errors import RateLimited
+from provisioning.ratelimit import SharedRateLimiter
+
+
+@pytest.fixture
+def limiter_factory(stack, aws):
+    def make(limit: int, now: float) -> SharedRateLimiter:
+        return SharedRateLimiter(
+            aws("dynamodb"), stack.refs["RateLimitTable"], "palenca", limit, clock=lambda: now
+        )
+
+    return make
+
+
+def test_budget_is_shared_by_every_limiter_of_the_provider(limiter_factory):
+    container_a = limiter_factory(3, now=6000.0)
+    container_b = limiter_factory(3, now=6010.0)
+
+    container_a.acquire()
+    container_b.acquire()
+    container_a.acquire()
+    with pytest.raises(RateLimited) as raised:
+        container_b.acquire()
+
+    assert raised.value.retry_after == pytest.approx(50.0)  # until the next minute window
+    assert container_a.used() == 3
+
+
+def test_next_window_has_a_fresh_budget(limiter_factory):
+    limiter_factory(1, now=6000.0).acquire()
+    with pytest.raises(RateLimited):
+        limiter_factory(1, now=6059.0).acquire()
+
+    limiter_factory(1, now=6060.0).acquire()
