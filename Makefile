@@ -6,11 +6,12 @@ SHELL := /bin/bash
 PYTHON313 ?= $(shell command -v $(HOME)/.pyenv/versions/3.13.0/bin/python3.13 2>/dev/null || command -v python3.13)
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv sam-venv lint format typecheck validate build test test-fast demo local clean lock
+.PHONY: help venv sam-venv checkov-venv lint format security validate build test test-fast demo local clean lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -28,9 +29,17 @@ $(SAM_VENV)/.installed: requirements-sam.lock
 	$(SAM_VENV)/bin/python -m pip install -q -r requirements-sam.lock
 	@touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found"; exit 1; }
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements-checkov.lock
+	@touch $@
+
 venv: $(VENV)/.installed ## Create .venv (runtime + dev tools, pinned)
 
 sam-venv: $(SAM_VENV)/.installed ## Create .venv-sam (SAM CLI, pinned, kept apart)
+
+checkov-venv: $(CHECKOV_VENV)/.installed ## Create .venv-checkov (checkov, pinned, kept apart)
 
 lint: venv ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
@@ -41,13 +50,16 @@ format: venv ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+security: checkov-venv ## checkov on template.yaml (skipped checks are justified in the template)
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
 validate: sam-venv ## sam validate --lint
 	$(SAM) validate --lint
 
 build: sam-venv ## sam build (no Docker: uses python3.13 from .venv-sam)
 	$(SAM) build
 
-test: venv sam-venv lint ## Lint, then every test (template, build, unit, integration)
+test: venv sam-venv lint security ## Lint, checkov, then every test (template, build, unit, integration)
 	$(VENV)/bin/pytest
 
 test-fast: venv ## Unit and integration tests only

@@ -205,3 +205,25 @@ def aws_client(state: StackState, service: str) -> Any:
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
     )
+
+
+def sam_local_env(
+    template: Template,
+    aws_endpoint: str = "http://host.docker.internal:4566",
+    sandbox_url: str = "http://host.docker.internal:4577",
+) -> dict[str, dict[str, str]]:
+    """env.json for ``sam local invoke --env-vars``: every function's variables, with the local
+    stack's names and the sandbox reached from a container."""
+    refs = {name: name for name in template.of_type("AWS::DynamoDB::Table")}
+    refs.update({q: f"{aws_endpoint}/{ACCOUNT}/{q}" for q in template.of_type("AWS::SQS::Queue")})
+    attrs = {
+        f"{k}.Arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/local-{k}" for k in template.of_type("AWS::KMS::Key")
+    }
+    state = StackState(
+        aws_endpoint, sandbox_url, refs=refs, attrs=attrs, parameters=local_parameters(template, sandbox_url)
+    )
+    resolve = state.resolver()
+    return {
+        name: {key: str(resolve(value)) for key, value in template.function(name).environment.items()}
+        for name in template.functions()
+    }

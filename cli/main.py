@@ -78,6 +78,15 @@ def local_env(template_path: str, function_id: str) -> None:
     click.echo(json.dumps(_state().function_environment(_template(template_path), function_id), indent=2))
 
 
+@local.command("env-json")
+@template_option
+def local_env_json(template_path: str) -> None:
+    """Print env.json for `sam local invoke --env-vars` (every function's variables)."""
+    from provisioner_cli.local import sam_local_env
+
+    click.echo(json.dumps(sam_local_env(_template(template_path)), indent=2))
+
+
 @cli.command()
 @template_option
 @click.argument("function_id")
