@@ -268,3 +268,25 @@ def test_api_answers_429_with_retry_after_when_the_budget_is_used_up(invoke, san
     assert response["statusCode"] == 429
     assert 1 <= int(response["multiValueHeaders"]["Retry-After"][0]) <= 61
     assert response_json(response)["error"]["code"] == "provider_rate_limited"
+
+
+def test_batch_records_are_provisioned_concurrently(invoke, stack, aws, sandbox, monkeypatch):
+    sandbox.set_faults("palenca", latency_ms=200)
+    sqs = aws("sqs")
+    queue_url = stack.refs["PalencaCreateUserQueue"]
+    invoke(api_event(ROUTE, {"external_id": "warm-up"}))  # cold start out of the measurement
+
+    def timed_batch(prefix: str) -> float:
+        for n in range(10):
+            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"external_id": f"{prefix}-{n}"}))
+        started = time.monotonic()
+        report = send_and_drain(sqs, queue_url, invoke, [], max_batches=1)
+        assert report.acknowledged == 10
+        return time.monotonic() - started
+
+    concurrent = timed_batch("c")
+    monkeypatch.setenv("RECORD_CONCURRENCY", "1")
+    sequential = timed_batch("s")
+
+    assert sequential > 2.0
+    assert concurrent < sequential / 2, f"concurrent {concurrent:.2f}s vs sequential {sequential:.2f}s"

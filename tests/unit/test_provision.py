@@ -124,3 +124,16 @@ def test_retries_stop_before_the_invocation_runs_out_of_time(store):
     with pytest.raises(ProviderUnavailable):
         engine.provision(CreateRequest(external_id="p-1"), Deadline(lambda: 3_500, margin=3.0))
     assert provider.creates == 1
+
+
+def test_a_long_rate_limit_wait_hands_the_record_back_instead_of_sleeping(store):
+    class Limited(FakeProvider):
+        def create(self, request):
+            self.creates += 1
+            raise RateLimited("window full", provider="fake", retry_after=40)
+
+    provider = Limited([])
+    with pytest.raises(RateLimited) as raised:
+        _provision(store, provider)
+    assert provider.creates == 1
+    assert raised.value.retry_after == 40

@@ -15,3 +15,14 @@ def redact(text: str, limit: int = 300) -> str:
     text = _LONG_NUMBER.sub("[number]", text)
     text = _BEARER.sub(r"\1\2[redacted]", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_PHONE = re.compile(r"\+[1-9]\d{6,14}\b")
+
+
+def redact_log_line(line: str) -> str:
+    """Last line of defence for log output: mask e-mail addresses, E.164 numbers and bearer-like
+    tokens (log lines are never meant to hold any; nothing else is rewritten)."""
+    line = _EMAIL.sub("[email]", line)
+    line = _PHONE.sub("[phone]", line)
+    return _BEARER.sub(r"\1\2[redacted]", line)

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from aws_lambda_powertools import Logger
-
 from provisioning.errors import (
     InProgress,
     ProviderError,
@@ -28,9 +26,8 @@ from provisioning.errors import (
 )
 from provisioning.http import Deadline, RetryPolicy
 from provisioning.models import CreateRequest, ProviderUser, ProvisionResult
+from provisioning.observability import logger
 from provisioning.store import Link, LinkSource, LinkStatus, LinkStore
-
-logger = Logger(child=True)
 
 RETRYABLE = (ProviderUnavailable, ProviderTimeout, RateLimited, UnknownOutcome)
 
@@ -110,8 +107,9 @@ class Provisioner[RequestT: CreateRequest]:
             attempt += 1
             retry_after = error.retry_after if isinstance(error, RateLimited) else None
             delay = self.policy.delay(attempt, retry_after)
-            if attempt >= self.policy.max_attempts or not deadline.allows(delay + 1.0):
-                raise error
+            waits_too_long = retry_after is not None and retry_after > self.policy.max_delay
+            if attempt >= self.policy.max_attempts or waits_too_long or not deadline.allows(delay + 1.0):
+                raise error  # a queued record goes back to SQS (after retry_after, when known)
             logger.info(
                 "retrying provider call",
                 extra={

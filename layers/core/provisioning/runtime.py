@@ -11,7 +11,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -30,6 +29,7 @@ from provisioning import adapters
 from provisioning.errors import Conflict, InProgress, ProviderError, ProvisioningError
 from provisioning.http import Deadline, ProviderHttp, Timeouts, new_session
 from provisioning.models import CreateRequest, ProvisionResult
+from provisioning.observability import logger, metrics
 from provisioning.provision import CreateOperation, Provisioner
 from provisioning.ratelimit import SharedRateLimiter
 from provisioning.secrets import SecretSource
@@ -39,8 +39,6 @@ from provisioning.store import LinkStore
 if TYPE_CHECKING:
     import requests
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "provisioner"))
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Provisioner"))
 
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
@@ -168,6 +166,9 @@ class CreateUserFunction[RequestT: CreateRequest]:
             return provisioner.provision(request, deadline).model_dump(mode="json")
 
         provision.__name__ = provision.__qualname__ = f"provision_{self.spec.provider}"
+        # Configure once, here, before records are processed concurrently: Powertools configures
+        # the layer lazily on first use, which is not safe to race.
+        persistence.configure(self.idempotency, f"{provision.__module__}.{provision.__qualname__}")
         return idempotent_function(  # type: ignore[no-any-return]
             data_keyword_argument="request", persistence_store=persistence, config=self.idempotency
         )(provision)
@@ -217,6 +218,7 @@ class CreateUserFunction[RequestT: CreateRequest]:
             try:
                 self.idempotency.register_lambda_context(context)
                 if _is_sqs(event):
+                    self._provision_once  # noqa: B018 - build shared state before the worker threads
                     return dict(
                         adapters.process_queue_batch(
                             event,
