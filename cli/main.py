@@ -123,6 +123,20 @@ def _with_local_arns(event: dict[str, Any], state: StackState) -> dict[str, Any]
 
 
 @cli.command()
+@template_option
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def openapi(template_path: str, output: str | None) -> None:
+    """Print the API's OpenAPI document (generated from the functions' routes)."""
+    from provisioner_cli.openapi import build_openapi, render
+
+    text = render(build_openapi(_template(template_path)))
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
 @click.argument("external_id", required=False)
 @click.option("--table", help="Users table name (default: the local stack's).")
 @click.option("--endpoint-url", help="AWS endpoint (default: the local stack's; AWS when --table is given).")
