@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from provisioner_sandbox.palenca import PalencaEmulator
+from provisioner_sandbox.palm import PalmEmulator
 from provisioner_sandbox.server import Sandbox
+from provisioner_sandbox.trust import TrustEmulator
+from provisioner_sandbox.validic import ValidicEmulator
 
 
 def build_sandbox(host: str = "127.0.0.1", port: int = 0) -> Sandbox:
-    return Sandbox([PalencaEmulator()], host=host, port=port)
+    return Sandbox(
+        [PalencaEmulator(), TrustEmulator(), PalmEmulator(), ValidicEmulator()], host=host, port=port
+    )

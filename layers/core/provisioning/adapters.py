@@ -68,6 +68,13 @@ def too_large(event: dict[str, Any]) -> dict[str, Any] | None:
     return {"statusCode": 413, "headers": {"Content-Type": JSON}, "body": json.dumps(error.body())}
 
 
+def unsupported(event: dict[str, Any]) -> dict[str, Any]:
+    """A 400 answer for an event this function does not take (never a crash)."""
+    logger.error("unsupported event shape", extra={"keys": sorted(str(k) for k in event)[:10]})
+    error = ProvisioningError("unsupported event: expected an API Gateway REST proxy, SQS or scheduled event")
+    return {"statusCode": 400, "headers": {"Content-Type": JSON}, "body": json.dumps(error.body())}
+
+
 def new_rest_app() -> APIGatewayRestResolver:
     """A Powertools REST resolver (with validation) whose every failure is a JSON error answer:
     fields named for bad input, hub errors mapped to their status, never a traceback."""

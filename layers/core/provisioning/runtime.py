@@ -3,7 +3,6 @@ adapters, built once per container on first use (never at import, so tests need 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,18 +233,11 @@ class CreateUserFunction[RequestT: CreateRequest]:
                         (event.get("requestContext") or {}).get("requestId") or context.aws_request_id
                     )
                     return adapters.too_large(event) or self.app.resolve(event, context)
-                return _unsupported(event)
+                return adapters.unsupported(event)
             finally:
                 self._context = None
 
         return handler
-
-
-def _unsupported(event: dict[str, Any]) -> dict[str, Any]:
-    logger.error("unsupported event shape", extra={"keys": sorted(event)[:10]})
-    error = ProvisioningError("unsupported event: expected an API Gateway REST proxy or SQS event")
-    error.http_status = 400
-    return {"statusCode": 400, "headers": {"Content-Type": adapters.JSON}, "body": json.dumps(error.body())}
 
 
 __all__ = ["CreateUserFunction", "CreateUserSpec", "Dependencies"]

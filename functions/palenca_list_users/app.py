@@ -1,0 +1,5 @@
+"""PalencaListUsersFunction: POST /palenca/users/search and the scheduled Palenca sync."""
+
+from provisioning.listing import PalencaListUsersFunction
+
+handler = PalencaListUsersFunction()

@@ -1,0 +1,264 @@
+"""PalencaListUsersFunction: ``POST /palenca/users/search`` (one page of Palenca users) and the
+scheduled sync that upserts Palenca's users into the users table.
+
+Palenca's window is inverted: ``start_date`` is the LATEST day, ``end_date`` the EARLIEST.
+
+Sync and shifting pages: Palenca lists newest first, page-numbered, so users created during a walk
+push older users down a page. Walking forward can then return a user twice (de-duplicated by
+``user_id``) but never skips one; users created after page 1 was read are caught by re-reading from
+page 1 until a page holds only users already seen. Upserts are conditional, so a second run, or a
+user already linked through the create path, never creates a duplicate or overwrites a link.
+Users without an ``external_id`` (our key for the person) are skipped and counted.
+"""
+
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+
+from provisioning import adapters
+from provisioning.errors import InvalidRequest, RateLimited
+from provisioning.http import Deadline
+from provisioning.models import StrictModel
+from provisioning.observability import logger, metrics
+from provisioning.providers.palenca import (
+    PROVIDER,
+    PalencaClient,
+    PalencaPagination,
+    PalencaSecret,
+    PalencaUser,
+)
+from provisioning.runtime import Dependencies
+from provisioning.store import Link, LinkSource, LinkStore
+
+DEFAULT_SYNC_DAYS = 7
+SYNC_PAGE_SIZE = 150
+
+
+def _iso_day(value: str) -> str:
+    if len(value) != 10:
+        raise ValueError("must be a date formatted YYYY-MM-DD")
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a real date formatted YYYY-MM-DD") from None
+    return value
+
+
+class DateWindow(StrictModel):
+    start_date: str = Field(description="The LATEST day of the window (YYYY-MM-DD), as Palenca defines it.")
+    end_date: str = Field(description="The EARLIEST day of the window (YYYY-MM-DD).")
+
+    @field_validator("start_date", "end_date")
+    @classmethod
+    def _day(cls, value: str) -> str:
+        return _iso_day(value)
+
+    @field_validator("end_date")
+    @classmethod
+    def _not_inverted(cls, value: str, info: ValidationInfo) -> str:
+        latest = info.data.get("start_date")
+        if latest is not None and value > latest:
+            raise ValueError(
+                "must not be after start_date: start_date is the latest day, end_date the earliest"
+            )
+        return value
+
+    @property
+    def latest(self) -> date:
+        return date.fromisoformat(self.start_date)
+
+    @property
+    def earliest(self) -> date:
+        return date.fromisoformat(self.end_date)
+
+
+class SearchOptions(StrictModel):
+    items_per_page: int = Field(default=100, ge=1, le=150)
+    page: int = Field(default=1, ge=1)
+
+
+class PalencaSearchRequest(DateWindow):
+    """Body of ``POST /palenca/users/search``."""
+
+    options: SearchOptions = Field(default_factory=SearchOptions)
+
+
+class PalencaSearchResult(BaseModel):
+    users: list[PalencaUser]
+    pagination: PalencaPagination
+
+
+class SyncSummary(BaseModel):
+    start_date: str
+    end_date: str
+    pages: int = 0
+    seen: int = 0
+    created: int = 0
+    already_linked: int = 0
+    conflicts: int = 0
+    skipped_without_external_id: int = 0
+    complete: bool = True
+
+
+def default_window(today: date | None = None) -> DateWindow:
+    today = today or datetime.now(UTC).date()
+    return DateWindow(
+        start_date=today.isoformat(), end_date=(today - timedelta(days=DEFAULT_SYNC_DAYS)).isoformat()
+    )
+
+
+class PalencaSync:
+    def __init__(self, client: PalencaClient, store: LinkStore, deadline: Deadline) -> None:
+        self.client = client
+        self.store = store
+        self.deadline = deadline
+
+    def run(self, window: DateWindow) -> SyncSummary:
+        summary = SyncSummary(start_date=window.start_date, end_date=window.end_date)
+        seen: set[str] = set()
+        try:
+            self._walk(window, summary, seen, until_known=False)
+            self._walk(window, summary, seen, until_known=True)  # users that arrived during the walk
+        except _OutOfTime:
+            summary.complete = False
+            logger.warning("palenca sync stopped before the timeout", extra={"summary": summary.model_dump()})
+        return summary
+
+    def _walk(self, window: DateWindow, summary: SyncSummary, seen: set[str], until_known: bool) -> None:
+        page = 1
+        while True:
+            if not self.deadline.allows(5.0):
+                raise _OutOfTime
+            result = self._page(window, page)
+            summary.pages += 1
+            fresh = [u for u in result.users if u.user_id not in seen]
+            for user in fresh:
+                seen.add(user.user_id)
+                summary.seen += 1
+                self._upsert(user, summary)
+            if until_known and len(fresh) < len(result.users):
+                return
+            if page >= result.pagination.total_pages or not result.users:
+                return
+            page += 1
+
+    def _page(self, window: DateWindow, page: int) -> Any:
+        while True:
+            try:
+                return self.client.search_users(window.latest, window.earliest, page, SYNC_PAGE_SIZE)
+            except RateLimited as exc:
+                wait = exc.retry_after if exc.retry_after is not None else 5.0
+                if not self.deadline.allows(wait + 5.0):
+                    raise _OutOfTime from None
+                time.sleep(wait)
+
+    def _upsert(self, user: PalencaUser, summary: SyncSummary) -> None:
+        if not user.external_id:
+            summary.skipped_without_external_id += 1
+            return
+        link = Link(
+            external_id=user.external_id,
+            provider=PROVIDER,
+            provider_user_id=user.user_id,
+            source=LinkSource.SYNCED,
+            details={"widget_id": user.widget_id} if user.widget_id else {},
+        )
+        stored, wrote = self.store.save_link(link)
+        if wrote:
+            summary.created += 1
+        elif stored.provider_user_id == user.user_id:
+            summary.already_linked += 1
+        else:
+            summary.conflicts += 1
+            logger.warning(
+                "palenca user not linked: the person is linked to another palenca user",
+                extra={"provider_user_id": user.user_id},
+            )
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+class PalencaListUsersFunction:
+    """The Lambda handler: API Gateway REST events and EventBridge scheduled events."""
+
+    def __init__(self, deps: Dependencies | None = None) -> None:
+        self.deps = deps or Dependencies()
+        self.app = adapters.new_rest_app()
+        self._context: LambdaContext | None = None
+
+        def search(body: PalencaSearchRequest) -> Response[str]:
+            result = self.client.search_users(
+                body.latest, body.earliest, body.options.page, body.options.items_per_page
+            )
+            return adapters.json_response(
+                PalencaSearchResult(users=result.users, pagination=result.pagination)
+            )
+
+        self.app.post(
+            "/palenca/users/search",
+            summary="List Palenca users of a date window (start_date = latest day, end_date = earliest)",
+            responses={
+                200: {
+                    "description": "One page of users.",
+                    "content": {adapters.JSON: {"model": PalencaSearchResult}},
+                },
+                **adapters.error_responses(400, 413, 422, 429, 502, 504),
+            },
+        )(search)
+
+    @cached_property
+    def client(self) -> PalencaClient:
+        deps = self.deps
+
+        def secret() -> PalencaSecret:
+            return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalencaSecret)
+
+        return PalencaClient(deps.http(PROVIDER), secret)
+
+    def sync(self, event: dict[str, Any]) -> dict[str, Any]:
+        detail = event.get("detail") or {}
+        try:
+            window = DateWindow.model_validate(detail) if detail else default_window()
+        except ValidationError as exc:
+            error = InvalidRequest(
+                adapters.field_errors(
+                    [{"loc": ("detail", *e["loc"]), "msg": e["msg"]} for e in exc.errors(include_input=False)]
+                )
+            )
+            logger.error("palenca sync refused its window", extra={"error": error.report()})
+            return {"statusCode": 422, **error.body()}
+        remaining = self._context.get_remaining_time_in_millis if self._context else None
+        summary = PalencaSync(self.client, self.deps.store, Deadline(remaining, margin=10.0)).run(window)
+        metrics.add_metric(name="PalencaUsersSynced", unit=MetricUnit.Count, value=summary.created)
+        logger.info("palenca sync finished", extra={"summary": summary.model_dump()})
+        return summary.model_dump()
+
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return self._handler(event, context)
+
+    @cached_property
+    def _handler(self) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+        @metrics.log_metrics
+        @logger.inject_lambda_context(clear_state=True)
+        def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            metrics.add_dimension(name="provider", value=PROVIDER)
+            self._context = context
+            try:
+                if event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events":
+                    return self.sync(event)
+                if "httpMethod" in event:
+                    return adapters.too_large(event) or self.app.resolve(event, context)
+                return adapters.unsupported(event)
+            finally:
+                self._context = None
+
+        return handler

@@ -1,0 +1,24 @@
+"""Field types shared by provider request models (validated before any provider call)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL_PATTERN = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+$"
+E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=EMAIL_PATTERN)]
+E164Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=E164_PATTERN)]
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")) or len(value) < 12 or " " in value:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+HttpUrlText = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
