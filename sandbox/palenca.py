@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -41,12 +42,14 @@ class PalencaEmulator:
         self._lock = threading.Lock()
         self.users: list[StoredUser] = []
         self.disabled_widgets: set[str] = set()
+        self.before_search: Callable[[], None] | None = None  # e.g. users arriving between page reads
         self._window: tuple[int, int] = (0, 0)
 
     def reset(self) -> None:
         with self._lock:
             self.users.clear()
             self.disabled_widgets.clear()
+            self.before_search = None
             self._window = (0, 0)
 
     def routes(self) -> list[Route]:
@@ -129,6 +132,8 @@ class PalencaEmulator:
         return Reply(200, {"success": True, "error": None, "data": user.public()}, headers)
 
     def search_users(self, request: Request) -> Reply:
+        if self.before_search is not None:
+            self.before_search()
         refused, headers = self._guard(request)
         if refused:
             refused.headers.update(headers)

@@ -107,6 +107,7 @@ class Sandbox:
         self.emulators = {e.name: e for e in emulators}
         self.faults: dict[str, Faults] = {name: Faults() for name in self.emulators}
         self.calls: list[Call] = []
+        self.scripted: dict[tuple[str, str], list[Reply]] = {}
         self._lock = threading.Lock()
         self._routes = [(name, route) for name, e in self.emulators.items() for route in e.routes()]
         self._server = _QuietServer((host, port), self._handler_class())
@@ -150,9 +151,20 @@ class Sandbox:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.scripted.clear()
         for name, emulator in self.emulators.items():
             emulator.reset()
             self.faults[name] = Faults()
+
+    def script(self, method: str, path: str, *replies: Reply) -> None:
+        """Answer the next requests to ``method path`` with these replies (then behave normally)."""
+        with self._lock:
+            self.scripted.setdefault((method, path), []).extend(replies)
+
+    def _scripted(self, request: Request) -> Reply | None:
+        with self._lock:
+            queue = self.scripted.get((request.method, request.path))
+            return queue.pop(0) if queue else None
 
     def set_faults(self, provider: str, **settings: Any) -> None:
         self.faults[provider] = Faults(**settings)
@@ -186,6 +198,8 @@ class Sandbox:
                     "X-RateLimit-Reset": str(reset),
                 }
                 reply, fault = Reply(429, {"error": "too_many_requests"}, headers), "rate_limit"
+            elif (canned := self._scripted(request)) is not None:
+                reply, fault = canned, "scripted"
             else:
                 reply, fault = route.handler(request, **match.groupdict()), None
                 if route.write and reply.status < 300 and faults.roll(faults.lose_answer_rate):

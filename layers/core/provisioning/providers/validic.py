@@ -36,7 +36,14 @@ from provisioning.store import LinkSource
 PROVIDER = "validic"
 
 _EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
-_PHONE_LIKE = re.compile(r"^(\+\d[\d\s().-]{6,}|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4})$")
+_PHONE_CHARS = re.compile(r"^\+?[\d\s().-]+$")
+
+
+def _phone_like(uid: str) -> bool:
+    """Digits with phone punctuation (or a leading +), 9 to 15 digits: plain numeric ids pass."""
+    digits = sum(c.isdigit() for c in uid)
+    punctuated = uid.startswith("+") or any(c in " ().-" for c in uid)
+    return bool(_PHONE_CHARS.match(uid)) and punctuated and 9 <= digits <= 15
 _NAME_LIKE = re.compile(r"^[A-Z][a-z]+(?:[._-][A-Z][a-z]+)+$")
 
 
@@ -44,7 +51,7 @@ def identifying_reason(uid: str) -> str | None:
     """Why a uid would reveal who the person is, or None. Validic forbids identifying uids."""
     if _EMAIL_LIKE.match(uid):
         return "looks like an e-mail address; Validic forbids identifying information in uid"
-    if _PHONE_LIKE.match(uid):
+    if _phone_like(uid):
         return "looks like a phone number; Validic forbids identifying information in uid"
     if _NAME_LIKE.match(uid):
         return "looks like a person's name; Validic forbids identifying information in uid"

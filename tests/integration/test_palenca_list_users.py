@@ -1,0 +1,152 @@
+"""PalencaListUsersFunction: the search route and the scheduled sync, against moto and the sandbox."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from provisioning.store import LinkSource, LinkStore
+from tests.conftest import EVENTS, api_event, response_json
+
+FUNCTION = "PalencaListUsersFunction"
+ROUTE = "/palenca/users/search"
+TODAY = datetime.now(UTC).date()
+
+
+@pytest.fixture
+def invoke(load_function):
+    return load_function(FUNCTION)
+
+
+@pytest.fixture
+def palenca(sandbox):
+    return sandbox.emulators["palenca"]
+
+
+@pytest.fixture
+def store(stack, aws):
+    return LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
+
+
+def _schedule(detail=None):
+    event = json.loads((EVENTS / "palenca_list_users" / "schedule.json").read_text())
+    event["detail"] = detail or {}
+    return event
+
+
+def _window(days_back: int = 7) -> dict:
+    return {"start_date": TODAY.isoformat(), "end_date": (TODAY - timedelta(days=days_back)).isoformat()}
+
+
+def test_search_returns_users_and_pagination(invoke, palenca):
+    for n in range(3):
+        palenca.seed_user(f"w-{n}")
+
+    response = invoke(api_event(ROUTE, {**_window(), "options": {"items_per_page": 2, "page": 1}}))
+
+    assert response["statusCode"] == 200
+    body = response_json(response)
+    assert len(body["users"]) == 2
+    assert body["pagination"] == {"page": 1, "items_per_page": 2, "total_items": 3, "total_pages": 2}
+    assert body["users"][0]["external_id"] == "w-2"  # newest first
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"start_date": "2026-01-01", "end_date": "2026-02-01"}, "end_date"),
+        ({"start_date": "2026-02-30", "end_date": "2026-02-01"}, "start_date"),
+        ({"start_date": "2026/02/10", "end_date": "2026-02-01"}, "start_date"),
+        ({"start_date": "2026-02-10"}, "end_date"),
+        ({**_window(), "options": {"items_per_page": 151}}, "options.items_per_page"),
+        ({**_window(), "options": {"page": 0}}, "options.page"),
+    ],
+)
+def test_bad_windows_answer_422_naming_the_field(invoke, sandbox, body, field):
+    response = invoke(api_event(ROUTE, body))
+
+    assert response["statusCode"] == 422
+    assert field in [f["field"] for f in response_json(response)["error"]["fields"]]
+    assert sandbox.count("palenca") == 0
+
+
+def test_sync_links_widget_users_once_even_when_run_twice(invoke, palenca, store):
+    users = [palenca.seed_user(f"w-{n}") for n in range(160)]  # two pages of 150
+    palenca.seed_user(None)  # connected without an external_id
+
+    first = invoke(_schedule())
+    second = invoke(_schedule())
+
+    assert first["created"] == 160
+    assert first["skipped_without_external_id"] == 1
+    assert second["created"] == 0
+    assert second["already_linked"] == 160
+    link = store.get("palenca", "w-42")
+    assert link.provider_user_id == users[42].user_id
+    assert link.source == LinkSource.SYNCED
+    assert len(store.scan_links()) == 160
+
+
+def test_sync_keeps_links_made_through_the_create_path(load_function, palenca, store):
+    created = load_function("PalencaCreateUserFunction")(api_event("/palenca/users", {"external_id": "c-1"}))
+    palenca.seed_user("c-1")  # a second Palenca user claiming the same external_id
+
+    summary = load_function(FUNCTION)(_schedule())
+
+    link = store.get("palenca", "c-1")
+    assert link.provider_user_id == response_json(created)["provider_user_id"]
+    assert link.source == LinkSource.CREATED
+    assert summary["already_linked"] == 1
+    assert summary["conflicts"] == 1
+
+
+def test_sync_neither_duplicates_nor_misses_users_arriving_between_pages(invoke, palenca, store):
+    for n in range(300):
+        palenca.seed_user(f"old-{n}")
+    arrivals = iter(range(100))
+
+    def users_arrive():
+        for _ in range(20):  # 20 new users before every page read
+            n = next(arrivals, None)
+            if n is not None:
+                palenca.seed_user(f"new-{n}")
+
+    palenca.before_search = users_arrive
+
+    summary = invoke(_schedule())
+
+    ids = {link.external_id for link in store.scan_links()}
+    arrived = {u.external_id for u in palenca.users if u.external_id and u.external_id.startswith("new-")}
+    assert {f"old-{n}" for n in range(300)} <= ids
+    assert arrived <= ids
+    assert summary["created"] == len(ids)
+    assert summary["conflicts"] == 0
+
+
+def test_schedule_detail_window_is_honoured(invoke, palenca, store):
+    palenca.seed_user("recent")
+    palenca.seed_user("old", created_at=datetime.now(UTC) - timedelta(days=40))
+
+    default = invoke(_schedule())
+    wide = invoke(_schedule(_window(days_back=60)))
+
+    assert default["created"] == 1
+    assert wide["created"] == 1
+    assert {link.external_id for link in store.scan_links()} == {"recent", "old"}
+
+
+def test_schedule_with_an_inverted_window_is_refused(invoke, sandbox):
+    result = invoke(_schedule({"start_date": "2026-01-01", "end_date": "2026-02-01"}))
+
+    assert result["statusCode"] == 422
+    assert sandbox.count("palenca") == 0
+
+
+def test_ready_events_work(invoke):
+    for name in ("api.json", "api_base64.json"):
+        assert invoke(json.loads((EVENTS / "palenca_list_users" / name).read_text()))["statusCode"] == 200
+    assert invoke(json.loads((EVENTS / "palenca_list_users" / "schedule_window.json").read_text()))[
+        "complete"
+    ]
