@@ -1,14 +1,14 @@
 """``provisioner demo``: the hub end to end on a throwaway local stack.
 
-Creates people through the API event and through an SQS batch (sent to the queue, polled like
-Lambda's event source mapping), each invocation in a fresh process as ``invoke`` does, then prints
-the stored links and what reached the dead-letter queue.
+Creates one person at all four providers through API Gateway events, a batch per provider through
+SQS (sent to the queue and polled like Lambda's event source mapping, with one malformed message),
+runs the scheduled Palenca sync, and prints the stored links and the dead-letter queue. Every
+invocation runs in a fresh process, as ``provisioner invoke`` does.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -19,69 +19,120 @@ from provisioner_cli.local import LocalStack, StackState, aws_client
 from provisioner_cli.main import print_links
 from provisioner_cli.template import Template
 
+CREATE_FUNCTIONS = {
+    "PalencaCreateUserFunction": ("palenca_create_user", "PalencaCreateUserQueue"),
+    "TrustCreateUserFunction": ("trust_create_user", "TrustCreateUserQueue"),
+    "PalmCreateUserFunction": ("palm_create_user", "PalmCreateUserQueue"),
+    "ValidicProvisionUserFunction": ("validic_provision_user", "ValidicProvisionUserQueue"),
+}
+PERSON = "demo-0001"
+BATCH: dict[str, list[Any]] = {
+    "PalencaCreateUserFunction": [{"external_id": f"batch-{n}"} for n in range(1, 4)],
+    "TrustCreateUserFunction": [
+        {
+            "external_id": f"batch-{n}",
+            "email": f"person{n}@example.test",
+            "name": "Demo",
+            "last_name": f"Person{n}",
+        }
+        for n in range(1, 4)
+    ],
+    "PalmCreateUserFunction": [
+        {"external_id": f"batch-{n}", "vault": {"identity.email": f"person{n}@example.test"}}
+        for n in range(1, 4)
+    ],
+    "ValidicProvisionUserFunction": [{"external_id": f"batch-{n}"} for n in range(1, 4)],
+}
 
-def _api(template: Template, state: StackState, function_id: str, event_file: Path) -> bool:
-    event = json.loads(event_file.read_text())
-    outcome = invoke_function(template, state, function_id, event)
-    if not outcome.ok:
-        click.echo(f"  {event_file}: invocation failed: {outcome.error}\n{outcome.logs}", err=True)
-        return False
-    result = outcome.result
-    click.echo(f"  POST {event['path']} ({event_file.name}) -> {result['statusCode']} {result['body']}")
-    return bool(result["statusCode"] < 300)
+
+class Demo:
+    def __init__(self, template: Template, state: StackState) -> None:
+        self.template = template
+        self.state = state
+        self.ok = True
+
+    def invoke(self, function_id: str, event: dict[str, Any]) -> Any:
+        outcome = invoke_function(self.template, self.state, function_id, event)
+        if not outcome.ok:
+            raise click.ClickException(f"{function_id} failed: {outcome.error}\n{outcome.logs}")
+        return outcome.result
+
+    def api(self, function_id: str, folder: str, external_id: str) -> None:
+        event = json.loads((self.template.root / "events" / folder / "api.json").read_text())
+        body = json.loads(event["body"])
+        body["external_id"] = external_id
+        event["body"] = json.dumps(body)
+        result = self.invoke(function_id, event)
+        answer = json.loads(result["body"])
+        shown = answer.get("provider_user_id") or answer.get("error")
+        click.echo(
+            f"  POST {event['path']:<16} -> {result['statusCode']} {answer.get('outcome', '')} {shown}"
+        )
+        self.ok &= result["statusCode"] in (200, 201)
+
+    def batch(self, function_id: str, queue_id: str, bodies: list[Any]) -> None:
+        sqs = aws_client(self.state, "sqs")
+        queue_url = self.state.refs[queue_id]
+        for body in bodies:
+            sqs.send_message(
+                QueueUrl=queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body)
+            )
+        report = drain_queue(sqs, queue_url, lambda event: self.invoke(function_id, event), max_batches=5)
+        click.echo(
+            f"  {queue_id:<26} batches {report.batches}, acknowledged {report.acknowledged}, "
+            f"reported failed {report.failed}"
+        )
+        self.ok &= report.acknowledged + report.failed == len(bodies)
 
 
 def run_demo(template: Template) -> int:
-    ok = True
-    with LocalStack(template) as state:
+    stack = LocalStack(template)
+    with stack as state:
+        demo = Demo(template, state)
         click.echo(f"local stack: AWS (moto) {state.aws_endpoint}, provider sandbox {state.sandbox_url}\n")
-        function_id = "PalencaCreateUserFunction"
-        events = template.root / "events" / "palenca_create_user"
 
-        click.echo("1. API Gateway events (the second repeats the first person: answered from our table)")
-        ok &= _api(template, state, function_id, events / "api.json")
-        ok &= _api(template, state, function_id, events / "api.json")
-        ok &= _api(template, state, function_id, events / "api_base64.json")
+        click.echo(f"1. One person ({PERSON}) at all four providers through API Gateway events")
+        for function_id, (folder, _) in CREATE_FUNCTIONS.items():
+            demo.api(function_id, folder, PERSON)
+        click.echo("   ...and again: answered from our table, the providers are not called")
+        for function_id, (folder, _) in CREATE_FUNCTIONS.items():
+            demo.api(function_id, folder, PERSON)
 
-        click.echo("\n2. An SQS batch: five people and one malformed message")
-        sqs = aws_client(state, "sqs")
-        queue_url = state.refs["PalencaCreateUserQueue"]
-        bodies: list[Any] = [{"external_id": f"batch-{n}"} for n in range(1, 6)]
-        bodies.insert(2, {"external_id": "", "widget_id": "not-a-uuid"})
-        for body in bodies:
-            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+        click.echo("\n2. A batch per provider through its SQS queue (Palenca's with one malformed message)")
+        for function_id, (_, queue_id) in CREATE_FUNCTIONS.items():
+            bodies: list[Any] = list(BATCH[function_id])
+            if function_id == "PalencaCreateUserFunction":
+                bodies.insert(1, '{"external_id": ""')
+            demo.batch(function_id, queue_id, bodies)
 
-        def invoke(event: dict[str, Any]) -> Any:
-            outcome = invoke_function(template, state, function_id, event)
-            if not outcome.ok:
-                raise click.ClickException(f"invocation failed: {outcome.error}\n{outcome.logs}")
-            return outcome.result
-
-        report = drain_queue(sqs, queue_url, invoke, max_batches=3)
+        click.echo("\n3. The scheduled Palenca sync picks up people who connected through Palenca's widget")
+        palenca = stack.sandbox.emulators["palenca"]
+        for n in (1, 2):
+            palenca.seed_user(f"widget-{n}")  # type: ignore[attr-defined]
+        schedule = json.loads((template.root / "events" / "palenca_list_users" / "schedule.json").read_text())
+        summary = demo.invoke("PalencaListUsersFunction", schedule)
         click.echo(
-            f"  batches: {report.batches}, acknowledged: {report.acknowledged}, "
-            f"reported failed: {report.failed}"
+            f"  pages {summary['pages']}, seen {summary['seen']}, linked {summary['created']}, "
+            f"already linked {summary['already_linked']}"
         )
-        for response in report.responses:
-            click.echo(f"  batch response: {json.dumps(response)}")
-        ok &= report.acknowledged == 5 and report.failed == 1
+        demo.ok &= summary["created"] == 2
 
-        dlq_url = state.refs["PalencaCreateUserDLQ"]
+        sqs = aws_client(state, "sqs")
         dead = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            QueueUrl=state.refs["PalencaCreateUserDLQ"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
         ).get("Messages", [])
-        click.echo(f"\n3. Dead-letter queue: {len(dead)} record(s)")
+        click.echo(f"\n4. Palenca dead-letter queue: {len(dead)} record(s)")
         for message in dead:
             reason = json.loads(message["MessageAttributes"]["failure"]["StringValue"])
             click.echo(f"  {message['Body']} -> {reason['code']}: {reason['message']}")
-        ok &= len(dead) == 1
+        demo.ok &= len(dead) == 1
 
-        click.echo("\n4. Stored provider links")
+        click.echo("\n5. Stored provider links")
         from provisioning.store import LinkStore
 
-        store = LinkStore(aws_client(state, "dynamodb"), state.refs["UsersTable"])
-        links = store.scan_links()
+        links = LinkStore(aws_client(state, "dynamodb"), state.refs["UsersTable"]).scan_links()
         print_links(links)
-        ok &= len([link for link in links if link.provider_user_id]) == 7
-    click.echo("\ndemo " + ("succeeded" if ok else "FAILED"))
-    return 0 if ok else 1
+        expected = 4 + 4 * 3 + 2
+        demo.ok &= len([link for link in links if link.provider_user_id]) == expected
+    click.echo("\ndemo " + ("succeeded" if demo.ok else "FAILED"))
+    return 0 if demo.ok else 1

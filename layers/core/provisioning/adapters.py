@@ -6,6 +6,7 @@ is declared with the operation's request model as a runtime annotation, which Po
 validate the body and to document the route in OpenAPI.
 """
 
+import base64
 import json
 import os
 from collections.abc import Callable
@@ -58,14 +59,26 @@ def error_response(error: ProvisioningError) -> Response[str]:
     )
 
 
-def too_large(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A 413 answer for a body over MAX_BODY_BYTES (checked before anything parses it)."""
+def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A 413 for a body over MAX_BODY_BYTES, a 400 for a base64 body that is not UTF-8 text;
+    checked before anything parses the body."""
     body = event.get("body") or ""
-    limit = MAX_BODY_BYTES * (4 / 3 if event.get("isBase64Encoded") else 1)
-    if len(body) <= limit:
+    encoded = bool(event.get("isBase64Encoded"))
+    error: InvalidRequest | None = None
+    if len(body) > MAX_BODY_BYTES * (4 / 3 if encoded else 1):
+        error = InvalidRequest([FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413)
+    elif encoded and body:
+        try:
+            base64.b64decode(body.encode(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            error = InvalidRequest([FieldError("body", "is not base64-encoded UTF-8 text")], status=400)
+    if error is None:
         return None
-    error = InvalidRequest([FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413)
-    return {"statusCode": 413, "headers": {"Content-Type": JSON}, "body": json.dumps(error.body())}
+    return {
+        "statusCode": error.http_status,
+        "headers": {"Content-Type": JSON},
+        "body": json.dumps(error.body()),
+    }
 
 
 def unsupported(event: dict[str, Any]) -> dict[str, Any]:

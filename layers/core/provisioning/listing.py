@@ -256,7 +256,7 @@ class PalencaListUsersFunction:
                 if event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events":
                     return self.sync(event)
                 if "httpMethod" in event:
-                    return adapters.too_large(event) or self.app.resolve(event, context)
+                    return adapters.precheck(event) or self.app.resolve(event, context)
                 return adapters.unsupported(event)
             finally:
                 self._context = None

@@ -232,7 +232,7 @@ class CreateUserFunction[RequestT: CreateRequest]:
                     logger.set_correlation_id(
                         (event.get("requestContext") or {}).get("requestId") or context.aws_request_id
                     )
-                    return adapters.too_large(event) or self.app.resolve(event, context)
+                    return adapters.precheck(event) or self.app.resolve(event, context)
                 return adapters.unsupported(event)
             finally:
                 self._context = None

@@ -44,6 +44,8 @@ def _phone_like(uid: str) -> bool:
     digits = sum(c.isdigit() for c in uid)
     punctuated = uid.startswith("+") or any(c in " ().-" for c in uid)
     return bool(_PHONE_CHARS.match(uid)) and punctuated and 9 <= digits <= 15
+
+
 _NAME_LIKE = re.compile(r"^[A-Z][a-z]+(?:[._-][A-Z][a-z]+)+$")
 
 
