@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ def aws() -> Callable[[str], Any]:
 
 Handler = Callable[[dict[str, Any]], Any]
 
+# Variables a test sets on purpose (e.g. a small request budget): not reset by an invocation.
+OVERRIDDEN = {"PALENCA_REQUESTS_PER_MINUTE", "RECORD_CONCURRENCY"}
+
 
 @pytest.fixture
 def load_function(
@@ -82,6 +86,11 @@ def load_function(
         handler = load_handler(function.code_uri, function.handler, function.layers)
 
         def invoke(event: dict[str, Any]) -> Any:
+            # One process hosts several "containers" here: give each invocation its function's
+            # environment, as its own Lambda container would have (tests may override values).
+            for key, value in env.items():
+                if key not in OVERRIDDEN and os.environ.get(key) != value:
+                    monkeypatch.setenv(key, value)
             return handler(
                 copy.deepcopy(event), LambdaContext(function_name=logical_id, timeout_s=function.timeout)
             )
