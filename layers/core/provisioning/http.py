@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from pydantic import BaseModel, ValidationError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
@@ -169,6 +170,25 @@ def raise_for_status(
     else:
         error = ProviderRejected(f"{provider} rejected the request: {text}", **kw)
     raise error
+
+
+def error_message(response: requests.Response, *fields: str) -> str | None:
+    """The first non-empty of ``fields`` in a JSON error body, if the body is a JSON object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    return next((str(body[f]) for f in fields if body.get(f)), None)
+
+
+def parse_answer[M: BaseModel](provider: str, model: type[M], response: requests.Response) -> M:
+    """A provider's JSON answer as ``model``; a malformed one is an unavailable provider."""
+    try:
+        return model.model_validate(response.json())
+    except (ValueError, ValidationError):
+        raise ProviderUnavailable(f"{provider} answered a malformed body", provider=provider) from None
 
 
 @dataclass(frozen=True)

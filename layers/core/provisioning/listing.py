@@ -12,7 +12,6 @@ Users without an ``external_id`` (our key for the person) are skipped and counte
 """
 
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -34,7 +33,7 @@ from provisioning.providers.palenca import (
     PalencaSecret,
     PalencaUser,
 )
-from provisioning.runtime import Dependencies
+from provisioning.runtime import Dependencies, LambdaFunction
 from provisioning.store import Link, LinkSource, LinkStore
 
 DEFAULT_SYNC_DAYS = 7
@@ -187,13 +186,14 @@ class _OutOfTime(Exception):
     pass
 
 
-class PalencaListUsersFunction:
+class PalencaListUsersFunction(LambdaFunction):
     """The Lambda handler: API Gateway REST events and EventBridge scheduled events."""
+
+    provider = PROVIDER
 
     def __init__(self, deps: Dependencies | None = None) -> None:
         self.deps = deps or Dependencies()
         self.app = adapters.new_rest_app()
-        self._context: LambdaContext | None = None
 
         def search(body: PalencaSearchRequest) -> Response[str]:
             result = self.client.search_users(
@@ -236,29 +236,14 @@ class PalencaListUsersFunction:
             )
             logger.error("palenca sync refused its window", extra={"error": error.report()})
             return {"statusCode": 422, **error.body()}
-        remaining = self._context.get_remaining_time_in_millis if self._context else None
-        summary = PalencaSync(self.client, self.deps.store, Deadline(remaining, margin=10.0)).run(window)
+        summary = PalencaSync(self.client, self.deps.store, Deadline(self.remaining_ms(), margin=10.0)).run(
+            window
+        )
         metrics.add_metric(name="PalencaUsersSynced", unit=MetricUnit.Count, value=summary.created)
         logger.info("palenca sync finished", extra={"summary": summary.model_dump()})
         return summary.model_dump()
 
-    def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return self._handler(event, context)
-
-    @cached_property
-    def _handler(self) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-        @metrics.log_metrics
-        @logger.inject_lambda_context(clear_state=True)
-        def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-            metrics.add_dimension(name="provider", value=PROVIDER)
-            self._context = context
-            try:
-                if event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events":
-                    return self.sync(event)
-                if "httpMethod" in event:
-                    return adapters.precheck(event) or self.app.resolve(event, context)
-                return adapters.unsupported(event)
-            finally:
-                self._context = None
-
-        return handler
+    def dispatch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events":
+            return self.sync(event)
+        return self.api(event, context)

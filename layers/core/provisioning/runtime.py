@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -120,11 +121,52 @@ def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
     return response
 
 
-class CreateUserFunction[RequestT: CreateRequest]:
+class LambdaFunction:
+    """What every function's handler shares: Powertools logging and metrics around each invocation,
+    the invocation's context for deadlines, API Gateway events answered by ``self.app``."""
+
+    provider: str
+    app: APIGatewayRestResolver
+    _context: LambdaContext | None = None
+
+    def dispatch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def remaining_ms(self) -> Callable[[], int] | None:
+        return self._context.get_remaining_time_in_millis if self._context else None
+
+    def api(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if "httpMethod" not in event:
+            return adapters.unsupported(event)
+        logger.set_correlation_id(
+            (event.get("requestContext") or {}).get("requestId") or context.aws_request_id
+        )
+        return adapters.precheck(event) or self.app.resolve(event, context)
+
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return self._handler(event, context)
+
+    @cached_property
+    def _handler(self) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+        @metrics.log_metrics
+        @logger.inject_lambda_context(clear_state=True)
+        def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            metrics.add_dimension(name="provider", value=self.provider)
+            self._context = context
+            try:
+                return self.dispatch(event, context)
+            finally:
+                self._context = None
+
+        return handler
+
+
+class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
     """The Lambda handler of a create-user operation: API Gateway (REST, proxy) and SQS events."""
 
     def __init__(self, spec: CreateUserSpec[RequestT], deps: Dependencies | None = None) -> None:
         self.spec = spec
+        self.provider = spec.provider
         self.deps = deps or Dependencies()
         self.app = adapters.build_rest_app(
             spec.route,
@@ -132,7 +174,6 @@ class CreateUserFunction[RequestT: CreateRequest]:
             self._provision_now,
             spec.summary or f"Create a {spec.provider} user",
         )
-        self._context: LambdaContext | None = None
 
     # -- built on first use ------------------------------------------------------------------
     @cached_property
@@ -181,9 +222,8 @@ class CreateUserFunction[RequestT: CreateRequest]:
         """Provision one person, idempotently per (provider, external_id): a repeated request is
         answered from the idempotency record or the link store without calling the provider; the
         same external_id with a different payload is a conflict."""
-        remaining = self._context.get_remaining_time_in_millis if self._context else None
         try:
-            raw = self._provision_once(request=request, deadline=Deadline(remaining))
+            raw = self._provision_once(request=request, deadline=Deadline(self.remaining_ms()))
         except IdempotencyValidationError:
             raise Conflict(
                 "this external_id was already requested with a different payload", provider=self.spec.provider
@@ -203,41 +243,21 @@ class CreateUserFunction[RequestT: CreateRequest]:
     def _count_dead_letter(self, error: ProvisioningError) -> None:
         metrics.add_metric(name="RecordsDeadLettered", unit=MetricUnit.Count, value=1)
 
-    # -- the Lambda entry point --------------------------------------------------------------------
-    def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return self._handler(event, context)
-
-    @cached_property
-    def _handler(self) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-        @metrics.log_metrics
-        @logger.inject_lambda_context(clear_state=True)
-        def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-            metrics.add_dimension(name="provider", value=self.spec.provider)
-            self._context = context
-            try:
-                self.idempotency.register_lambda_context(context)
-                if _is_sqs(event):
-                    self._provision_once  # noqa: B018 - build shared state before the worker threads
-                    return dict(
-                        adapters.process_queue_batch(
-                            event,
-                            context,
-                            self.spec.request_model,
-                            self._provision_now,
-                            self.dead_letters,
-                            on_dead_letter=self._count_dead_letter,
-                        )
-                    )
-                if "httpMethod" in event:
-                    logger.set_correlation_id(
-                        (event.get("requestContext") or {}).get("requestId") or context.aws_request_id
-                    )
-                    return adapters.precheck(event) or self.app.resolve(event, context)
-                return adapters.unsupported(event)
-            finally:
-                self._context = None
-
-        return handler
+    def dispatch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        self.idempotency.register_lambda_context(context)
+        if _is_sqs(event):
+            self._provision_once  # noqa: B018 - build shared state before the worker threads
+            return dict(
+                adapters.process_queue_batch(
+                    event,
+                    context,
+                    self.spec.request_model,
+                    self._provision_now,
+                    self.dead_letters,
+                    on_dead_letter=self._count_dead_letter,
+                )
+            )
+        return self.api(event, context)
 
 
-__all__ = ["CreateUserFunction", "CreateUserSpec", "Dependencies"]
+__all__ = ["CreateUserFunction", "CreateUserSpec", "Dependencies", "LambdaFunction"]

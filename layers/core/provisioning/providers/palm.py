@@ -14,20 +14,17 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-import requests
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from provisioning.errors import ProviderUnavailable
-from provisioning.http import ProviderHttp, raise_for_status
+from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
 from provisioning.models import CreateRequest, ProviderUser, StrictModel
 from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.store import LinkSource
@@ -153,8 +150,8 @@ class PalmClient:
 
     def create_user(self, body: dict[str, Any]) -> PalmUser:
         response = self._http.send("POST", "/v1/user", write=True, json=body, headers=self._headers())
-        raise_for_status(PROVIDER, response, write=True, message=_problem(response))
-        return _parse(PalmUser, response)
+        raise_for_status(PROVIDER, response, write=True, message=error_message(response, "detail", "title"))
+        return parse_answer(PROVIDER, PalmUser, response)
 
     def search(
         self, *, email: str | None = None, phone: str | None = None, limit: int = 10
@@ -167,26 +164,8 @@ class PalmClient:
         response = self._http.send(
             "POST", "/v1/user/search", write=False, json=query, headers=self._headers()
         )
-        raise_for_status(PROVIDER, response, write=False, message=_problem(response))
-        return _parse(PalmUserList, response).data
-
-
-def _problem(response: requests.Response) -> str | None:
-    """The RFC 7807 body's detail (or title)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
-        return None
-    return str(body.get("detail") or body.get("title") or "") or None
-
-
-def _parse[M: BaseModel](model: type[M], response: requests.Response) -> M:
-    try:
-        return model.model_validate(response.json())
-    except (ValueError, ValidationError):
-        raise ProviderUnavailable("palm answered a malformed body", provider=PROVIDER) from None
+        raise_for_status(PROVIDER, response, write=False, message=error_message(response, "detail", "title"))
+        return parse_answer(PROVIDER, PalmUserList, response).data
 
 
 def _provider_user(user: PalmUser) -> ProviderUser:

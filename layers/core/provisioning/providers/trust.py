@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from provisioning.errors import ProviderRejected, ProviderUnavailable
-from provisioning.http import ProviderHttp, raise_for_status
+from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
 from provisioning.models import CreateRequest, ProviderUser
 from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.store import LinkSource
@@ -116,11 +116,8 @@ class TrustClient:
                 },
             )
             self.token_requests += 1
-            raise_for_status(PROVIDER, response, write=False, message=_message(response))
-            try:
-                token = TrustToken.model_validate(response.json())
-            except (ValueError, ValidationError):
-                raise ProviderUnavailable("trust answered a malformed token", provider=PROVIDER) from None
+            raise_for_status(PROVIDER, response, write=False, message=error_message(response, "message"))
+            token = parse_answer(PROVIDER, TrustToken, response)
             self._token = (token.access_token.get_secret_value(), now + token.expires_in)
             return self._token[0]
 
@@ -139,8 +136,8 @@ class TrustClient:
     # -- operations --------------------------------------------------------------------------------
     def create_user(self, body: dict[str, Any]) -> TrustUser:
         response = self._send("POST", "/users/create", write=True, json=body)
-        raise_for_status(PROVIDER, response, write=True, message=_message(response))
-        answer = _answer(response)
+        raise_for_status(PROVIDER, response, write=True, message=error_message(response, "message"))
+        answer = parse_answer(PROVIDER, TrustAnswer, response)
         if not isinstance(answer.user, TrustUser):
             raise ProviderUnavailable("trust answered without the created user", provider=PROVIDER)
         return answer.user
@@ -149,8 +146,8 @@ class TrustClient:
         response = self._send(
             "GET", "/users", write=False, params={"search": term, "per_page": str(per_page)}
         )
-        raise_for_status(PROVIDER, response, write=False, message=_message(response))
-        users = _answer(response).user
+        raise_for_status(PROVIDER, response, write=False, message=error_message(response, "message"))
+        users = parse_answer(PROVIDER, TrustAnswer, response).user
         if users is None:
             return []
         return users if isinstance(users, list) else [users]
@@ -158,21 +155,6 @@ class TrustClient:
     def find_by_email(self, email: str) -> TrustUser | None:
         wanted = email.casefold()
         return next((u for u in self.search(email) if (u.email or "").casefold() == wanted), None)
-
-
-def _message(response: requests.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return str(body.get("message")) if isinstance(body, dict) and body.get("message") else None
-
-
-def _answer(response: requests.Response) -> TrustAnswer:
-    try:
-        return TrustAnswer.model_validate(response.json())
-    except (ValueError, ValidationError):
-        raise ProviderUnavailable("trust answered a malformed body", provider=PROVIDER) from None
 
 
 def _provider_user(user: TrustUser) -> ProviderUser:

@@ -15,19 +15,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import requests
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
-    ValidationError,
     field_validator,
 )
 
-from provisioning.errors import ConfigurationError, ProviderRejected, ProviderUnavailable
-from provisioning.http import ProviderHttp, raise_for_status
+from provisioning.errors import ConfigurationError, ProviderRejected
+from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
 from provisioning.models import CreateRequest, ProviderUser, StrictModel
 from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.sealing import KmsSealer
@@ -133,32 +131,16 @@ class ValidicClient:
             user["profile"] = profile
         body = {"user": user, "access_token": self._secret().access_token.get_secret_value()}
         response = self._http.send("POST", self._path(), write=True, json=body)
-        raise_for_status(PROVIDER, response, write=True, message=_message(response))
-        return _parse(ValidicCreated, response).user
+        raise_for_status(PROVIDER, response, write=True, message=error_message(response, "errors", "message"))
+        return parse_answer(PROVIDER, ValidicCreated, response).user
 
     def find(self, uid: str) -> ValidicUser | None:
         params = {"access_token": self._secret().access_token.get_secret_value(), "uid": uid}
         response = self._http.send("GET", self._path(), write=False, params=params)
-        raise_for_status(PROVIDER, response, write=False, message=_message(response))
-        return next((u for u in _parse(ValidicUsers, response).users if u.uid == uid), None)
-
-
-def _message(response: requests.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
-        return None
-    errors = body.get("errors")
-    return str(errors if errors else body.get("message") or "") or None
-
-
-def _parse[M: BaseModel](model: type[M], response: requests.Response) -> M:
-    try:
-        return model.model_validate(response.json())
-    except (ValueError, ValidationError):
-        raise ProviderUnavailable("validic answered a malformed body", provider=PROVIDER) from None
+        raise_for_status(
+            PROVIDER, response, write=False, message=error_message(response, "errors", "message")
+        )
+        return next((u for u in parse_answer(PROVIDER, ValidicUsers, response).users if u.uid == uid), None)
 
 
 def _provider_user(user: ValidicUser) -> ProviderUser:
