@@ -164,14 +164,19 @@ def build_rest_app[RequestT: BaseModel](
     return app
 
 
-def parse_body[RequestT: BaseModel](body: str | None, model: type[RequestT]) -> RequestT:
-    """A queued message body as a typed request, or InvalidRequest naming the fields."""
+def load_object(body: str | None) -> dict[str, Any]:
+    """A queued message body as a JSON object, or InvalidRequest."""
     try:
         data = json.loads(body or "")
     except json.JSONDecodeError:
         raise InvalidRequest([FieldError("body", "is not valid JSON")], status=400) from None
     if not isinstance(data, dict):
         raise InvalidRequest([FieldError("body", "must be a JSON object")])
+    return data
+
+
+def validate_body[RequestT: BaseModel](data: dict[str, Any], model: type[RequestT]) -> RequestT:
+    """A typed request, or InvalidRequest naming the fields."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -278,17 +283,21 @@ class RecordFailed(Exception):
 def process_queue_batch[RequestT: BaseModel](
     event: dict[str, Any],
     context: LambdaContext,
-    request_model: type[RequestT],
+    parse: Callable[[str | None], RequestT | None],
     provision: Callable[[RequestT], ProvisionResult],
     dead_letters: DeadLetters,
     on_dead_letter: Callable[[ProvisioningError], None] | None = None,
 ) -> PartialItemFailureResponse:
-    """Provision every record; answer which ones failed (the rest are acknowledged)."""
+    """Provision every record; answer which ones failed (the rest are acknowledged). ``parse``
+    turns a body into a request, or None for a record that is not for this operation (acknowledged
+    without provisioning), or raises InvalidRequest."""
 
     def handle_record(record: SQSRecord) -> str:
         logger.thread_safe_append_keys(message_id=record.message_id)
         try:
-            request = parse_body(record.body, request_model)
+            request = parse(record.body)
+            if request is None:
+                return "not_targeted"
             return provision(request).outcome
         except ProvisioningError as exc:
             if exc.transient:

@@ -26,10 +26,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from provisioning import adapters
-from provisioning.errors import Conflict, InProgress, ProviderError, ProvisioningError
+from provisioning.errors import (
+    Conflict,
+    FieldError,
+    InProgress,
+    InvalidRequest,
+    ProviderError,
+    ProvisioningError,
+)
 from provisioning.http import Deadline, ProviderHttp, Timeouts, new_session
 from provisioning.models import CreateRequest, ProvisionResult
 from provisioning.observability import logger, metrics
+from provisioning.person import PersonMapping, is_signup_event, request_for, signup_person
 from provisioning.provision import CreateOperation, Provisioner
 from provisioning.ratelimit import SharedRateLimiter
 from provisioning.secrets import SecretSource
@@ -105,6 +113,8 @@ class CreateUserSpec[RequestT: CreateRequest]:
     request_model: type[RequestT]
     build_operation: Callable[[Dependencies], CreateOperation[RequestT]]
     summary: str = ""
+    # Maps a canonical Person (UserSignedUp events, imports) to this provider's request body.
+    from_person: PersonMapping | None = None
     # Encrypts credentials a provider returns (ProviderUser.sealed) before they are stored.
     build_sealer: Callable[[Dependencies], Callable[[dict[str, str]], dict[str, str]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -237,6 +247,19 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
         metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
         return result
 
+    def parse_record(self, body: str | None) -> RequestT | None:
+        """A queued body: this operation's request, or an EventBridge ``UserSignedUp`` event whose
+        person is mapped to it (None when the person does not target this provider)."""
+        data = adapters.load_object(body)
+        if not is_signup_event(data):
+            return adapters.validate_body(data, self.spec.request_model)
+        person = signup_person(data)
+        if not person.targets(self.provider):
+            return None
+        if self.spec.from_person is None:
+            raise InvalidRequest([FieldError("detail-type", f"{self.provider} does not take signup events")])
+        return request_for(person, self.provider, self.spec.from_person, self.spec.request_model)
+
     def _count_provider_error(self, error: ProviderError) -> None:
         metrics.add_metric(name="ProviderErrors", unit=MetricUnit.Count, value=1)
 
@@ -251,7 +274,7 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
                 adapters.process_queue_batch(
                     event,
                     context,
-                    self.spec.request_model,
+                    self.parse_record,
                     self._provision_now,
                     self.dead_letters,
                     on_dead_letter=self._count_dead_letter,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
@@ -22,3 +23,17 @@ def _http_url(value: str) -> str:
 
 HttpUrlText = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _past_date(value: str) -> str:
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a real date formatted YYYY-MM-DD") from None
+    if parsed > datetime.now(UTC).date() or parsed.year < 1900:
+        raise ValueError("must be a date between 1900 and today")
+    return value
+
+
+DateOfBirth = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_past_date)]
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]

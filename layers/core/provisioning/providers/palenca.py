@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from provisioning.errors import ProviderUnavailable
 from provisioning.http import ProviderHttp, raise_for_status
 from provisioning.models import CreateRequest, ProviderUser
+from provisioning.person import Person
 from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.store import LinkSource
 
@@ -201,10 +202,16 @@ def build_create_user(deps: Dependencies) -> PalencaCreateUser:
     return PalencaCreateUser(PalencaClient(deps.http(PROVIDER), secret), secret)
 
 
+def from_person(person: Person) -> dict[str, Any]:
+    """Palenca needs only our id (the widget is the secret's)."""
+    return {"external_id": person.external_id}
+
+
 CREATE_USER = CreateUserSpec(
     provider=PROVIDER,
     route="/palenca/users",
     request_model=PalencaCreateUserRequest,
     build_operation=build_create_user,
     summary="Create a Palenca user for external_id",
+    from_person=from_person,
 )

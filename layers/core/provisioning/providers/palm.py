@@ -11,7 +11,7 @@ again (``metadata.external_id`` is not a search filter); such a record is retrie
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -26,9 +26,10 @@ from pydantic import (
 
 from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
 from provisioning.models import CreateRequest, ProviderUser, StrictModel
+from provisioning.person import Person
 from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.store import LinkSource
-from provisioning.validation import E164Phone, Email, Text
+from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text
 
 PROVIDER = "palm"
 MAX_METADATA_KEYS = 50
@@ -49,18 +50,6 @@ class PalmSecret(BaseModel):
         return value
 
 
-def _past_date(value: str) -> str:
-    try:
-        parsed = date.fromisoformat(value)
-    except ValueError:
-        raise ValueError("must be a real date formatted YYYY-MM-DD") from None
-    if parsed > datetime.now(UTC).date() or parsed.year < 1900:
-        raise ValueError("must be a date between 1900 and today")
-    return value
-
-
-DateOfBirth = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=500)] | int | float | bool | None
 
@@ -85,11 +74,6 @@ class PalmVault(StrictModel):
         default=None, alias="address.postal_code"
     )
     country: Country | None = Field(default=None, alias="address.country")
-
-    @field_validator("date_of_birth")
-    @classmethod
-    def _dob(cls, value: str | None) -> str | None:
-        return _past_date(value) if value is not None else None
 
     def palm_body(self) -> dict[str, str]:
         return self.model_dump(by_alias=True, exclude_none=True)
@@ -214,10 +198,31 @@ def build_create_user(deps: Dependencies) -> PalmCreateUser:
     return PalmCreateUser(PalmClient(deps.http(PROVIDER), secret))
 
 
+def from_person(person: Person) -> dict[str, Any]:
+    """Palm requires nothing beyond our id; what the person has goes to the vault."""
+    vault = {
+        "identity.first_name": person.first_name,
+        "identity.last_name": person.last_name,
+        "identity.email": person.email,
+        "identity.phone": person.phone,
+        "identity.date_of_birth": person.date_of_birth,
+        "address.country": person.country,
+    }
+    body: dict[str, Any] = {
+        "external_id": person.external_id,
+        "vault": {key: value for key, value in vault.items() if value is not None},
+    }
+    name = " ".join(part for part in (person.first_name, person.last_name) if part)
+    if name:
+        body["display_name"] = name
+    return body
+
+
 CREATE_USER = CreateUserSpec(
     provider=PROVIDER,
     route="/palm/users",
     request_model=PalmCreateUserRequest,
     build_operation=build_create_user,
     summary="Create a Palm user for external_id",
+    from_person=from_person,
 )

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from provisioning.errors import ProviderRejected, ProviderUnavailable
 from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
 from provisioning.models import CreateRequest, ProviderUser
+from provisioning.person import Person, require
 from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.store import LinkSource
 from provisioning.validation import E164Phone, Email, HttpUrlText, Text
@@ -198,10 +199,25 @@ def build_create_user(deps: Dependencies) -> TrustCreateUser:
     return TrustCreateUser(TrustClient(deps.http(PROVIDER), secret))
 
 
+def from_person(person: Person) -> dict[str, Any]:
+    """Trust requires an e-mail address, a first and a last name."""
+    require(person, PROVIDER, "email", "first_name", "last_name")
+    body: dict[str, Any] = {
+        "external_id": person.external_id,
+        "email": person.email,
+        "name": person.first_name,
+        "last_name": person.last_name,
+    }
+    optional = {"dni": person.national_id, "nationality": person.nationality, "phone_number": person.phone}
+    body.update({key: value for key, value in optional.items() if value is not None})
+    return body
+
+
 CREATE_USER = CreateUserSpec(
     provider=PROVIDER,
     route="/trust/users",
     request_model=TrustCreateUserRequest,
     build_operation=build_create_user,
     summary="Create a Trust (Atenea) user for external_id",
+    from_person=from_person,
 )

@@ -27,6 +27,7 @@ from pydantic import (
 from provisioning.errors import ConfigurationError, ProviderRejected
 from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
 from provisioning.models import CreateRequest, ProviderUser, StrictModel
+from provisioning.person import Person
 from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.sealing import KmsSealer
 from provisioning.store import LinkSource
@@ -187,6 +188,22 @@ def build_sealer(deps: Dependencies) -> Callable[[dict[str, str]], dict[str, str
     return KmsSealer(deps.kms, key_id).seal
 
 
+def from_person(person: Person) -> dict[str, Any]:
+    """Validic needs a non-identifying uid (our id); the profile carries no name or contact."""
+    profile = {
+        "gender": person.gender,
+        "country": person.country,
+        "birth_year": int(person.date_of_birth[:4]) if person.date_of_birth else None,
+        "height": person.height_cm,
+        "weight": person.weight_kg,
+    }
+    body: dict[str, Any] = {"external_id": person.external_id}
+    profile = {key: value for key, value in profile.items() if value is not None}
+    if profile:
+        body["profile"] = profile
+    return body
+
+
 CREATE_USER = CreateUserSpec(
     provider=PROVIDER,
     route="/validic/users",
@@ -194,4 +211,5 @@ CREATE_USER = CreateUserSpec(
     build_operation=build_create_user,
     build_sealer=build_sealer,
     summary="Provision a Validic user for external_id (sent as uid)",
+    from_person=from_person,
 )
