@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
@@ -24,6 +25,7 @@ from provisioning.errors import (
     RateLimited,
     UnknownOutcome,
 )
+from provisioning.observability import metrics
 from provisioning.privacy import redact
 
 USER_AGENT = "provisioner/0.1 (+python-requests)"
@@ -105,8 +107,9 @@ class ProviderHttp:
         its answer leaves an unknown outcome instead of a plain retryable failure."""
         if self._before_request is not None:
             self._before_request()
+        started = time.monotonic()
         try:
-            return self._session.request(
+            response = self._session.request(
                 method,
                 f"{self.base_url}{path}",
                 json=json,
@@ -114,6 +117,12 @@ class ProviderHttp:
                 headers=dict(headers or {}),
                 timeout=(self._timeouts.connect, self._timeouts.read),
             )
+            metrics.add_metric(
+                name="ProviderLatency",
+                unit=MetricUnit.Milliseconds,
+                value=(time.monotonic() - started) * 1000,
+            )
+            return response
         except requests.exceptions.ConnectionError as exc:
             if _never_sent(exc):
                 raise ProviderUnavailable(
