@@ -44,6 +44,7 @@ class StackState:
     refs: dict[str, str] = field(default_factory=dict)
     attrs: dict[str, str] = field(default_factory=dict)  # "Logical.Attr" -> value
     parameters: dict[str, str] = field(default_factory=dict)
+    conditions: dict[str, bool] = field(default_factory=dict)
 
     def resolver(self) -> Resolver:
         pseudo = {
@@ -54,7 +55,12 @@ class StackState:
             "AWS::StackName": "provisioner-local",
         }
         attrs = {tuple(k.split(".", 1)): v for k, v in self.attrs.items()}
-        return Resolver({**self.parameters, **self.refs}, attrs, pseudo)  # type: ignore[arg-type]
+        return Resolver(
+            {**self.parameters, **self.refs},
+            attrs,  # type: ignore[arg-type]
+            pseudo,
+            self.conditions,
+        )
 
     def save(self, path: Path = STATE_FILE) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,13 +85,25 @@ class StackState:
         return env
 
 
+# Parameter values of the local stack that differ from template.yaml's defaults.
+LOCAL_OVERRIDES = {"EnableApiDocs": "true"}
+
+
 def local_parameters(template: Template, sandbox_url: str) -> dict[str, str]:
     params = template.parameter_defaults()
     for name in params:
         if name.endswith("BaseUrl"):
             provider = name.removesuffix("BaseUrl").lower()
             params[name] = f"{sandbox_url}/{provider}"
+    params.update({name: value for name, value in LOCAL_OVERRIDES.items() if name in params})
     return params
+
+
+def _local_state(template: Template, aws_endpoint: str | None, sandbox_url: str) -> StackState:
+    parameters = local_parameters(template, sandbox_url)
+    return StackState(
+        aws_endpoint, sandbox_url, parameters=parameters, conditions=template.conditions(parameters)
+    )
 
 
 def provision_resources(
@@ -99,7 +117,8 @@ def provision_resources(
     kms = session.client("kms", **kw)
     sqs = session.client("sqs", **kw)
     secrets = session.client("secretsmanager", **kw)
-    state = StackState(aws_endpoint, sandbox_url, parameters=local_parameters(template, sandbox_url))
+    events = session.client("events", **kw)
+    state = _local_state(template, aws_endpoint, sandbox_url)
 
     for logical_id, resource in template.of_type("AWS::KMS::Key").items():
         description = str(resource.get("Properties", {}).get("Description", logical_id))
@@ -141,6 +160,25 @@ def provision_resources(
         state.attrs[f"{logical_id}.Arn"] = arn
         state.attrs[f"{logical_id}.QueueName"] = logical_id
         state.attrs[f"{logical_id}.QueueUrl"] = url
+
+    for logical_id, resource in template.of_type("AWS::Events::EventBus").items():
+        if not state.conditions.get(resource.get("Condition", ""), True):
+            continue
+        name = state.resolver()(resource["Properties"]["Name"])
+        state.refs[logical_id] = name
+        state.attrs[f"{logical_id}.Arn"] = events.create_event_bus(Name=name)["EventBusArn"]
+        state.attrs[f"{logical_id}.Name"] = name
+
+    for logical_id, resource in template.of_type("AWS::Events::Rule").items():
+        props = state.resolver()(resource["Properties"])
+        bus = props.get("EventBusName", "default")
+        arn = events.put_rule(
+            Name=logical_id, EventBusName=bus, EventPattern=json.dumps(props["EventPattern"]), State="ENABLED"
+        )["RuleArn"]
+        targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
+        events.put_targets(Rule=logical_id, EventBusName=bus, Targets=targets)
+        state.refs[logical_id] = logical_id
+        state.attrs[f"{logical_id}.Arn"] = arn
 
     for name, value in state.parameters.items():
         if name.endswith("SecretId"):
@@ -219,9 +257,9 @@ def sam_local_env(
     attrs = {
         f"{k}.Arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/local-{k}" for k in template.of_type("AWS::KMS::Key")
     }
-    state = StackState(
-        aws_endpoint, sandbox_url, refs=refs, attrs=attrs, parameters=local_parameters(template, sandbox_url)
-    )
+    state = _local_state(template, aws_endpoint, sandbox_url)
+    state.refs.update(refs)
+    state.attrs.update(attrs)
     resolve = state.resolver()
     return {
         name: {key: str(resolve(value)) for key, value in template.function(name).environment.items()}

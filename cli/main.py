@@ -123,13 +123,12 @@ def _with_local_arns(event: dict[str, Any], state: StackState) -> dict[str, Any]
 
 
 @cli.command()
-@template_option
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-def openapi(template_path: str, output: str | None) -> None:
+def openapi(output: str | None) -> None:
     """Print the API's OpenAPI document (generated from the functions' routes)."""
     from provisioner_cli.openapi import build_openapi, render
 
-    text = render(build_openapi(_template(template_path)))
+    text = render(build_openapi())
     if output:
         Path(output).write_text(text)
     else:

@@ -61,6 +61,9 @@ class Template:
     def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
         return {name: res for name, res in self.resources.items() if res.get("Type") == kind}
 
+    def conditions(self, parameters: dict[str, str]) -> dict[str, bool]:
+        return evaluate_conditions(self.doc, parameters)
+
     def parameter_defaults(self) -> dict[str, str]:
         return {name: str(p.get("Default", "")) for name, p in self.parameters.items()}
 
@@ -111,30 +114,79 @@ class Template:
 _SUB = re.compile(r"\$\{([^}]+)\}")
 
 
+NO_VALUE = object()  # AWS::NoValue: the enclosing property is left out
+
+
+def evaluate_conditions(doc: dict[str, Any], parameters: dict[str, str]) -> dict[str, bool]:
+    """The template's Conditions for these parameter values (Fn::Equals/Not/And/Or/Condition)."""
+    definitions: dict[str, Any] = doc.get("Conditions", {})
+    results: dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return parameters.get(node["Ref"], "")
+        return node
+
+    def holds(node: Any) -> bool:
+        if isinstance(node, dict):
+            if "Fn::Equals" in node:
+                left, right = node["Fn::Equals"]
+                return str(value(left)) == str(value(right))
+            if "Fn::Not" in node:
+                return not holds(node["Fn::Not"][0])
+            if "Fn::And" in node:
+                return all(holds(item) for item in node["Fn::And"])
+            if "Fn::Or" in node:
+                return any(holds(item) for item in node["Fn::Or"])
+            if "Condition" in node:
+                return condition(node["Condition"])
+        raise ValueError(f"unsupported condition: {node!r}")
+
+    def condition(name: str) -> bool:
+        if name not in results:
+            results[name] = holds(definitions[name])
+        return results[name]
+
+    for name in definitions:
+        condition(name)
+    return results
+
+
 class Resolver:
-    """Resolves Ref / GetAtt / Sub against the local stack's physical names."""
+    """Resolves Ref / GetAtt / Sub / If against the local stack's physical names."""
 
     def __init__(
-        self, refs: dict[str, str], attrs: dict[tuple[str, str], str], pseudo: dict[str, str]
+        self,
+        refs: dict[str, str],
+        attrs: dict[tuple[str, str], str],
+        pseudo: dict[str, str],
+        conditions: dict[str, bool] | None = None,
     ) -> None:
         self.refs = refs
         self.attrs = attrs
         self.pseudo = pseudo
+        self.conditions = conditions or {}
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, dict):
             if "Ref" in value:
                 name = value["Ref"]
+                if name == "AWS::NoValue":
+                    return NO_VALUE
                 return self.pseudo.get(name) or self.refs.get(name, name)
+            if "Fn::If" in value:
+                condition, when_true, when_false = value["Fn::If"]
+                return self(when_true if self.conditions.get(condition, False) else when_false)
             if "Fn::GetAtt" in value:
                 logical, attr = value["Fn::GetAtt"]
                 return self.attrs.get((logical, attr), f"{logical}.{attr}")
             if "Fn::Sub" in value:
                 text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
                 return _SUB.sub(lambda m: str(self._sub_name(m.group(1))), text)
-            return {k: self(v) for k, v in value.items()}
+            resolved = {k: self(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
         if isinstance(value, list):
-            return [self(v) for v in value]
+            return [item for item in (self(v) for v in value) if item is not NO_VALUE]
         return value
 
     def _sub_name(self, name: str) -> str:

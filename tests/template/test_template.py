@@ -123,6 +123,7 @@ def test_events_folder_has_ready_events_for_every_function(template):
         assert "api.json" in names, logical_id
         if logical_id in CREATE_FUNCTIONS:
             assert "sqs.json" in names, logical_id
+            assert "signup.json" in names, logical_id
 
 
 def test_env_json_is_current_for_sam_local_invoke(template):

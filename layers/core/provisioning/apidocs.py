@@ -1,0 +1,94 @@
+"""The hub's OpenAPI document, merged from every operation's Powertools routes, and the optional
+``ApiDocsFunction`` that serves it with Swagger UI (``GET /docs``; ``?format=json`` for the document).
+
+The document is generated from the very resolvers the operation functions answer with, so it cannot
+drift from what they accept; ``provisioner openapi`` writes the same document to docs/openapi.json.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from provisioning import adapters
+from provisioning.runtime import LambdaFunction
+
+TITLE = "Provisioning hub API"
+VERSION = "1.0.0"
+DESCRIPTION = (
+    "Creates people at Palenca, Trust, Palm and Validic and records their provider ids. "
+    "Every route requires SigV4-signed requests (AWS_IAM)."
+)
+
+
+def operation_apps() -> list[APIGatewayRestResolver]:
+    """The REST resolver of every operation function (nothing is configured or called)."""
+    from provisioning.listing import PalencaListUsersFunction
+    from provisioning.providers import palenca, palm, trust, validic
+    from provisioning.runtime import CreateUserFunction
+
+    functions: list[LambdaFunction] = [
+        CreateUserFunction(module.CREATE_USER) for module in (palenca, trust, palm, validic)
+    ]
+    functions.append(PalencaListUsersFunction())
+    return [function.app for function in functions]
+
+
+def openapi_document() -> dict[str, Any]:
+    """Every route's OpenAPI description, merged by Powertools; paths and schemas sorted."""
+    merge = OpenAPIMerge(title=TITLE, version=VERSION, description=DESCRIPTION, on_conflict="error")
+    for app in operation_apps():
+        merge.add_schema(app.get_openapi_schema(title=TITLE, version=VERSION))
+    document: dict[str, Any] = json.loads(merge.get_openapi_json_schema())
+    document["paths"] = dict(sorted(document.get("paths", {}).items()))
+    components = document.get("components", {})
+    if "schemas" in components:
+        components["schemas"] = dict(sorted(components["schemas"].items()))
+    return document
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+class ApiDocsFunction(LambdaFunction):
+    """``GET /docs``: Swagger UI (assets bundled with Powertools, nothing fetched from elsewhere)."""
+
+    provider = "all"
+
+    def __init__(self) -> None:
+        self.app = adapters.new_rest_app()
+        self.app.get("/docs", include_in_schema=False)(self._docs)
+
+    @cached_property
+    def _spec(self) -> str:
+        # Escaped so the document cannot close the page's <script> element.
+        return json.dumps(openapi_document()).replace("</", "<\\/")
+
+    def _docs(self) -> Response[str]:
+        query = self.app.current_event.query_string_parameters or {}
+        if query.get("format") == "json":
+            return Response(status_code=200, content_type=adapters.JSON, body=self._spec)
+        from aws_lambda_powertools.event_handler.openapi import swagger_ui
+
+        assets = Path(swagger_ui.__file__).parent
+        page = swagger_ui.generate_swagger_html(
+            self._spec,
+            (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+            (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
+            "",
+            None,
+        )
+        return Response(status_code=200, content_type="text/html", body=page, compress=True)
+
+    def dispatch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return self.api(event, context)
+
+
+__all__ = ["ApiDocsFunction", "openapi_document", "render"]
