@@ -174,3 +174,66 @@ def test_samconfig_lints_on_validate():
     text = Path(ROOT / "samconfig.toml").read_text()
     assert "[default.validate.parameters]" in text
     assert "lint = true" in text
+
+
+def test_every_dead_letter_queue_and_function_has_an_alarm_to_the_alarm_topic(template):
+    alarms = template.of_type("AWS::CloudWatch::Alarm").values()
+    watched = {
+        (a["Properties"]["MetricName"], str(a["Properties"]["Dimensions"][0]["Value"])): a for a in alarms
+    }
+    queues = template.of_type("AWS::SQS::Queue")
+    dlqs = [q for q in queues if q.endswith("DLQ")]
+    assert len(dlqs) == 5
+    for dlq in dlqs:
+        key = ("ApproximateNumberOfMessagesVisible", str({"Fn::GetAtt": [dlq, "QueueName"]}))
+        assert key in watched, f"no alarm on {dlq}"
+        assert watched[key]["Properties"]["Threshold"] == 0
+    for function in template.functions():
+        if "Condition" in template.resources[function]:
+            continue
+        for metric in ("Errors", "Throttles"):
+            assert (metric, str({"Ref": function})) in watched, f"no {metric} alarm on {function}"
+    for alarm in alarms:
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    topic = _resource(template, "AlarmTopic")["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "DataEncryptionKey"}
+    subscription = _resource(template, "AlarmEmailSubscription")
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+def test_dashboard_shows_people_errors_and_latency_per_provider(template):
+    import json
+    import re
+
+    body = _resource(template, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    dashboard = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))
+    metrics = [m for w in dashboard["widgets"] for m in w["properties"]["metrics"]]
+    for provider in ("palenca", "trust", "palm", "validic"):
+        for name in ("PeopleProvisioned", "ProviderErrors", "ProviderLatency"):
+            assert ["Provisioner", name, "provider", provider, "service", "provisioner"] in [
+                m[:6] for m in metrics
+            ], (name, provider)
+    # Low-cardinality dimensions only: provider and service.
+    hub = [m for m in metrics if m[0] == "Provisioner"]
+    assert {m[2] for m in hub} | {m[4] for m in hub} == {"provider", "service"}
+
+
+def test_signup_rules_route_user_signed_up_to_each_provider_queue(template):
+    rules = template.of_type("AWS::Events::Rule")
+    for _, queue in CREATE_FUNCTIONS.values():
+        provider = queue.removesuffix("CreateUserQueue").removesuffix("ProvisionUserQueue").lower()
+        rule = rules[f"{provider.capitalize()}SignupRule"]["Properties"]
+        assert rule["EventPattern"]["detail-type"] == ["UserSignedUp"]
+        alternatives = rule["EventPattern"]["$or"]
+        assert {"detail": {"providers": [{"exists": False}]}} in alternatives
+        assert {"detail": {"providers": [None, provider]}} in alternatives
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
+        assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["SignupEventsDLQ", "Arn"]}
+        policy = _resource(template, f"{queue}Policy")["Properties"]
+        (statement,) = policy["PolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {
+            "Fn::GetAtt": [f"{provider.capitalize()}SignupRule", "Arn"]
+        }
