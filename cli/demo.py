@@ -2,7 +2,8 @@
 
 Creates one person at all four providers through API Gateway events, a batch per provider through
 SQS (sent to the queue and polled like Lambda's event source mapping, with one malformed message),
-runs the scheduled Palenca sync, and prints the stored links and the dead-letter queue. Every
+publishes UserSignedUp events to the signup bus (routed by rule to the provider queues), runs the
+scheduled Palenca sync, and prints the stored links and the dead-letter queue. Every
 invocation runs in a fresh process, as ``provisioner invoke`` does.
 """
 
@@ -44,6 +45,19 @@ BATCH: dict[str, list[Any]] = {
     "ValidicProvisionUserFunction": [{"external_id": f"batch-{n}"} for n in range(1, 4)],
 }
 
+# Canonical persons, as a product would publish them in UserSignedUp events.
+SIGNUPS: list[dict[str, Any]] = [
+    {"external_id": "signup-1", "providers": ["palenca", "palm"]},
+    {
+        "external_id": "signup-2",
+        "email": "signup2@example.test",
+        "first_name": "Demo",
+        "last_name": "Signup",
+        "date_of_birth": "1991-05-17",
+        "country": "MX",
+    },
+]
+
 
 class Demo:
     def __init__(self, template: Template, state: StackState) -> None:
@@ -84,6 +98,28 @@ class Demo:
         )
         self.ok &= report.acknowledged + report.failed == len(bodies)
 
+    def signups(self) -> None:
+        events = aws_client(self.state, "events")
+        bus = self.state.refs["SignupEventBus"]
+        entries = [
+            {"EventBusName": bus, "Source": "demo.app", "DetailType": "UserSignedUp", "Detail": json.dumps(p)}
+            for p in SIGNUPS
+        ]
+        self.ok &= events.put_events(Entries=entries)["FailedEntryCount"] == 0
+        click.echo(f"  published {len(entries)} events to {bus}")
+        sqs = aws_client(self.state, "sqs")
+        for function_id, (_, queue_id) in CREATE_FUNCTIONS.items():
+            report = drain_queue(
+                sqs,
+                self.state.refs[queue_id],
+                lambda event, f=function_id: self.invoke(f, event),
+                max_batches=5,
+            )
+            click.echo(
+                f"  {queue_id:<26} acknowledged {report.acknowledged}, reported failed {report.failed}"
+            )
+            self.ok &= report.failed == 0
+
 
 def run_demo(template: Template) -> int:
     stack = LocalStack(template)
@@ -105,7 +141,12 @@ def run_demo(template: Template) -> int:
                 bodies.insert(1, '{"external_id": ""')
             demo.batch(function_id, queue_id, bodies)
 
-        click.echo("\n3. The scheduled Palenca sync picks up people who connected through Palenca's widget")
+        click.echo(
+            "\n3. UserSignedUp events on the signup bus, routed by rule to the providers each person targets"
+        )
+        demo.signups()
+
+        click.echo("\n4. The scheduled Palenca sync picks up people who connected through Palenca's widget")
         palenca = stack.sandbox.emulators["palenca"]
         for n in (1, 2):
             palenca.seed_user(f"widget-{n}")  # type: ignore[attr-defined]
@@ -121,18 +162,18 @@ def run_demo(template: Template) -> int:
         dead = sqs.receive_message(
             QueueUrl=state.refs["PalencaCreateUserDLQ"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
         ).get("Messages", [])
-        click.echo(f"\n4. Palenca dead-letter queue: {len(dead)} record(s)")
+        click.echo(f"\n5. Palenca dead-letter queue: {len(dead)} record(s)")
         for message in dead:
             reason = json.loads(message["MessageAttributes"]["failure"]["StringValue"])
             click.echo(f"  {message['Body']} -> {reason['code']}: {reason['message']}")
         demo.ok &= len(dead) == 1
 
-        click.echo("\n5. Stored provider links")
+        click.echo("\n6. Stored provider links")
         from provisioning.store import LinkStore
 
         links = LinkStore(aws_client(state, "dynamodb"), state.refs["UsersTable"]).scan_links()
         print_links(links)
-        expected = 4 + 4 * 3 + 2
+        expected = 4 + 4 * 3 + len(SIGNUPS[0]["providers"]) + 4 + 2
         demo.ok &= len([link for link in links if link.provider_user_id]) == expected
     click.echo("\ndemo " + ("succeeded" if demo.ok else "FAILED"))
     return 0 if demo.ok else 1
