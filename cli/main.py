@@ -180,5 +180,9 @@ def demo(template_path: str) -> None:
     sys.exit(run_demo(_template(template_path)))
 
 
+from provisioner_cli.bulk import import_command  # noqa: E402 - the command group is defined above
+
+cli.add_command(import_command)
+
 if __name__ == "__main__":  # pragma: no cover
     cli()
