@@ -42,7 +42,7 @@ def write_csv(path: Path, rows: int, bad_line: int | None = None, targeted: bool
         writer.writerow(COLUMNS)
         for n in range(1, rows + 1):
             providers = "palenca|palm" if targeted and n % 5 == 0 else ""
-            phone = "12345" if n + 1 == bad_line else f"+52155{n:08d}"
+            phone = "555-0199" if n + 1 == bad_line else f"+52155{n:08d}"
             writer.writerow(
                 [
                     f"imp-{n}",
@@ -151,7 +151,7 @@ def test_one_bad_row_sends_nothing_and_is_named(tmp_path, stack, sqs):
 
     assert result.exit_code == 1
     assert "line 27: phone:" in result.output
-    assert "12345" not in result.output, "row values are personal data and are never echoed"
+    assert "555-0199" not in result.output, "row values are personal data and are never echoed"
     assert "nothing sent" in result.output
     assert sqs.calls == []
     assert queue_depth(sqs, stack.refs["TrustCreateUserQueue"]) == 0

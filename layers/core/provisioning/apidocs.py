@@ -44,7 +44,8 @@ def openapi_document() -> dict[str, Any]:
     """Every route's OpenAPI description, merged by Powertools; paths and schemas sorted."""
     merge = OpenAPIMerge(title=TITLE, version=VERSION, description=DESCRIPTION, on_conflict="error")
     for app in operation_apps():
-        merge.add_schema(app.get_openapi_schema(title=TITLE, version=VERSION))
+        schema = app.get_openapi_schema(title=TITLE, version=VERSION)
+        merge.add_schema(schema.model_dump(by_alias=True, exclude_none=True))
     document: dict[str, Any] = json.loads(merge.get_openapi_json_schema())
     document["paths"] = dict(sorted(document.get("paths", {}).items()))
     components = document.get("components", {})
