@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from provisioner_cli.invoke import invoke_function
-from provisioner_cli.local import STATE_FILE, LocalStack, StackState, aws_client
+from provisioner_cli.local import STATE_FILE, LocalStack, StackState
+from provisioner_cli.stack import resolve_target, target_options
 from provisioner_cli.template import Template
 
 
@@ -137,21 +138,22 @@ def openapi(output: str | None) -> None:
 
 @cli.command()
 @click.argument("external_id", required=False)
-@click.option("--table", help="Users table name (default: the local stack's).")
-@click.option("--endpoint-url", help="AWS endpoint (default: the local stack's; AWS when --table is given).")
-def links(external_id: str | None, table: str | None, endpoint_url: str | None) -> None:
+@click.option("--table", help="Users table name (instead of the stack's UsersTable).")
+@target_options
+def links(external_id: str | None, table: str | None, **target: Any) -> None:
     """Show stored provider links: of EXTERNAL_ID, or all of them."""
     from provisioning.store import LinkStore
 
-    if table:
+    stack = resolve_target(**target) if not table else None
+    if stack is not None:
+        client, table = stack.client("dynamodb"), stack.users_table
+    else:
         import boto3
 
-        client = boto3.client("dynamodb", endpoint_url=endpoint_url)
-    else:
-        state = _state()
-        client = aws_client(state, "dynamodb")
-        table = state.refs["UsersTable"]
-    store = LinkStore(client, table)
+        client = boto3.client(
+            "dynamodb", endpoint_url=target.get("endpoint_url"), region_name=target.get("region")
+        )
+    store = LinkStore(client, str(table))
     found = store.links_of(external_id) if external_id else store.scan_links()
     print_links(found)
 
@@ -181,8 +183,11 @@ def demo(template_path: str) -> None:
 
 
 from provisioner_cli.bulk import import_command  # noqa: E402 - the command group is defined above
+from provisioner_cli.operations import dlq, status  # noqa: E402
 
 cli.add_command(import_command)
+cli.add_command(status)
+cli.add_command(dlq)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

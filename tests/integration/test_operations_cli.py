@@ -1,0 +1,216 @@
+"""``provisioner status``, ``dlq show`` and ``dlq redrive`` against moto: the local stack's
+resources, and a deployed stack found through CloudFormation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from click.testing import CliRunner
+
+from provisioner_cli import operations
+from provisioner_cli.main import cli
+from provisioner_cli.stack import StackTarget
+from provisioning.store import Link, LinkStore
+
+FAILURE = {
+    "code": "provider_rejected",
+    "message": "Trust rejected the request: Missing params",
+    "transient": False,
+    "provider": "trust",
+    "provider_status": 404,
+    "attempts": 1,
+    "source_message_id": "0b3f1c2a",
+}
+BODY = {"external_id": "t-9", "email": "ana.perez@example.test", "name": "Ana", "last_name": "Perez"}
+
+
+@pytest.fixture
+def target(stack) -> StackTarget:
+    return StackTarget(dict(stack.refs), boto3.Session(region_name="us-east-1"), description="test stack")
+
+
+@pytest.fixture
+def use_target(monkeypatch, target):
+    """Every command resolves to the test stack (as --local would)."""
+    for module in ("provisioner_cli.operations", "provisioner_cli.main"):
+        monkeypatch.setattr(f"{module}.resolve_target", lambda **kw: target)
+    return target
+
+
+def plant(sqs: Any, url: str) -> None:
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=json.dumps(BODY),
+        MessageAttributes={"failure": {"DataType": "String", "StringValue": json.dumps(FAILURE)}},
+    )
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"external_id": "t-10", "email": "x@example.test"}))
+
+
+def depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_dlq_show_lists_reasons_masks_personal_data_and_leaves_messages(use_target, aws):
+    sqs = aws("sqs")
+    dlq = use_target.dlq_url("trust")
+    plant(sqs, dlq)
+
+    result = CliRunner().invoke(cli, ["dlq", "show", "--provider", "trust"])
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "provider_rejected (provider answered 404): Trust rejected the request: Missing params"
+        in result.output
+    )
+    assert "retries_exhausted" in result.output
+    assert '"external_id": "t-9"' in result.output
+    for personal in ("ana.perez@example.test", "Ana", "Perez", "x@example.test"):
+        assert personal not in result.output
+    assert depth(sqs, dlq) == 2
+    again = CliRunner().invoke(cli, ["dlq", "show", "--provider", "all", "--json"])
+    shown = json.loads(again.output)
+    assert sorted(letter["body"]["external_id"] for letter in shown) == ["t-10", "t-9"]
+    assert {letter["queue"] for letter in shown} == {"trust"}
+
+
+def test_dlq_redrive_moves_every_message_back_once(use_target, aws):
+    sqs = aws("sqs")
+    dlq, queue = use_target.dlq_url("trust"), use_target.queue_url("trust")
+    plant(sqs, dlq)
+    for n in range(12):
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"external_id": f"r-{n}"}))
+
+    dry = CliRunner().invoke(cli, ["dlq", "redrive", "--provider", "trust", "--dry-run"])
+    assert "trust: 14 record(s) in TrustCreateUserDLQ" in dry.output
+    assert depth(sqs, dlq) == 14
+
+    result = CliRunner().invoke(cli, ["dlq", "redrive", "--provider", "trust", "--yes"])
+
+    assert result.exit_code == 0, result.output
+    assert "moved 14 to TrustCreateUserQueue" in result.output
+    assert depth(sqs, dlq) == 0
+    bodies, attributes = [], []
+    while messages := sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+    ).get("Messages", []):
+        bodies.extend(json.loads(m["Body"])["external_id"] for m in messages)
+        attributes.extend(m.get("MessageAttributes", {}) for m in messages)
+    assert sorted(bodies) == sorted(["t-9", "t-10", *(f"r-{n}" for n in range(12))])
+    assert not any("failure" in a for a in attributes), "the failure report stays behind"
+
+
+def test_redrive_uses_start_message_move_task_where_sqs_has_it():
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dlq_url = "https://sqs.us-east-1.amazonaws.com/123456789012/TrustCreateUserDLQ"
+    queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/TrustCreateUserQueue"
+    with Stubber(sqs) as stub:
+        for url in (dlq_url, queue_url):
+            name = url.rsplit("/", 1)[1]
+            stub.add_response(
+                "get_queue_attributes",
+                {"Attributes": {"QueueArn": f"arn:aws:sqs:us-east-1:123456789012:{name}"}},
+                {"QueueUrl": url, "AttributeNames": ["QueueArn"]},
+            )
+        stub.add_response(
+            "start_message_move_task",
+            {"TaskHandle": "task-1"},
+            {
+                "SourceArn": "arn:aws:sqs:us-east-1:123456789012:TrustCreateUserDLQ",
+                "DestinationArn": "arn:aws:sqs:us-east-1:123456789012:TrustCreateUserQueue",
+            },
+        )
+        result = operations.redrive(sqs, dlq_url, queue_url)
+        stub.assert_no_pending_responses()
+    assert (result.method, result.task) == ("StartMessageMoveTask", "task-1")
+
+
+def test_status_counts_links_and_queue_depths(use_target, aws):
+    store = LinkStore(aws("dynamodb"), use_target.users_table)
+    for n in range(3):
+        store.save_link(Link(external_id=f"s-{n}", provider="palenca", provider_user_id=f"p-{n}"))
+    store.save_link(Link(external_id="s-0", provider="validic", provider_user_id="v-0"))
+    store.mark_pending("trust", "s-5")
+    sqs = aws("sqs")
+    for n in range(4):
+        sqs.send_message(
+            QueueUrl=use_target.queue_url("palm"), MessageBody=json.dumps({"external_id": f"q-{n}"})
+        )
+    plant(sqs, use_target.dlq_url("trust"))
+
+    result = CliRunner().invoke(cli, ["status", "--json"])
+
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)["providers"]
+    assert status["palenca"]["links"] == {"linked": 3}
+    assert status["validic"]["links"] == {"linked": 1}
+    assert status["trust"]["links"] == {"pending": 1}
+    assert status["palm"]["queue"]["visible"] == 4
+    assert status["trust"]["dlq"]["visible"] == 2
+    table = CliRunner().invoke(cli, ["status"])
+    rows = {line.split()[0]: line.split()[1:] for line in table.output.splitlines()[2:6]}
+    assert rows["palenca"] == ["3", "0", "0", "0", "0"]
+    assert rows["palm"] == ["0", "0", "4", "0", "0"]
+    assert rows["trust"] == ["0", "1", "0", "0", "2"]
+
+
+def test_links_of_a_person(use_target, aws):
+    store = LinkStore(aws("dynamodb"), use_target.users_table)
+    store.save_link(Link(external_id="l-1", provider="palm", provider_user_id="usr_1"))
+
+    result = CliRunner().invoke(cli, ["links", "l-1"])
+
+    assert result.exit_code == 0, result.output
+    assert "l-1" in result.output
+    assert "usr_1" in result.output
+
+
+def test_commands_work_against_a_deployed_stack(stack, aws):
+    cloudformation = aws("cloudformation")
+    template = {
+        "Resources": {
+            "PalencaCreateUserQueue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {"QueueName": "prod-palenca"},
+            },
+            "PalencaCreateUserDLQ": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {"QueueName": "prod-palenca-dlq"},
+            },
+            "UsersTable": {
+                "Type": "AWS::DynamoDB::Table",
+                "Properties": {
+                    "TableName": "prod-users",
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "AttributeDefinitions": [
+                        {"AttributeName": "external_id", "AttributeType": "S"},
+                        {"AttributeName": "provider", "AttributeType": "S"},
+                    ],
+                    "KeySchema": [
+                        {"AttributeName": "external_id", "KeyType": "HASH"},
+                        {"AttributeName": "provider", "KeyType": "RANGE"},
+                    ],
+                },
+            },
+        }
+    }
+    cloudformation.create_stack(StackName="provisioner-prod", TemplateBody=json.dumps(template))
+
+    deployed = StackTarget.deployed("provisioner-prod", boto3.Session(region_name="us-east-1"))
+
+    assert deployed.queue_url("palenca").endswith("/prod-palenca")
+    assert deployed.users_table == "prod-users"
+    sqs = aws("sqs")
+    plant(sqs, deployed.dlq_url("palenca"))
+    letters = operations.peek(sqs, deployed.dlq_url("palenca"), 10, queue="palenca")
+    assert len(letters) == 2
+    moved = operations.redrive(sqs, deployed.dlq_url("palenca"), deployed.queue_url("palenca"))
+    assert moved.moved == 2
+    with pytest.raises(KeyError, match="TrustCreateUserQueue"):
+        deployed.queue_url("trust")
