@@ -266,7 +266,8 @@ class Redrive:
     task: str | None = None
 
 
-UNSUPPORTED = {"InvalidAction", "UnsupportedOperation", "NotImplemented", "UnknownOperationException"}
+# Endpoints without StartMessageMoveTask (moto answers 500); the safe move is correct anywhere.
+UNSUPPORTED = {"InvalidAction", "UnsupportedOperation", "NotImplemented", "UnknownOperationException", "500"}
 
 
 def _arn(sqs: Any, url: str) -> str:

@@ -75,7 +75,10 @@ class Dependencies:
 
     @cached_property
     def secrets(self) -> SecretSource:
-        return SecretSource(max_age=self.settings.secrets_max_age)
+        # A client of the default session: Powertools would otherwise build a new boto3 session,
+        # which reloads botocore's data (~100 ms of the first invocation).
+        client = boto3.client("secretsmanager", config=BOTO_CONFIG)
+        return SecretSource(max_age=self.settings.secrets_max_age, client=client)
 
     @cached_property
     def session(self) -> requests.Session:
@@ -273,7 +276,6 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
             return dict(
                 adapters.process_queue_batch(
                     event,
-                    context,
                     self.parse_record,
                     self._provision_now,
                     self.dead_letters,

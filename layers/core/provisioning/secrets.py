@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -13,21 +14,30 @@ from provisioning.errors import ConfigurationError
 class SecretSource:
     """Fetches a JSON secret and validates its shape, never echoing its values in errors."""
 
-    def __init__(self, max_age: int = 300, provider: parameters.SecretsProvider | None = None) -> None:
+    def __init__(
+        self,
+        max_age: int = 300,
+        provider: parameters.SecretsProvider | None = None,
+        client: Any = None,
+    ) -> None:
         self._max_age = max_age
         self._provider = provider
+        self._client = client
+        # One fetch per secret and cache period, even when a batch's records ask at once.
+        self._lock = threading.Lock()
 
     def _fetch(self, secret_id: str) -> Any:
-        if self._provider is None:
-            self._provider = parameters.SecretsProvider()
-        try:
-            return self._provider.get(secret_id, transform="json", max_age=self._max_age)
-        except parameters.exceptions.TransformParameterError:
-            raise ConfigurationError(f"secret {secret_id} is not a JSON object") from None
-        except parameters.exceptions.GetParameterError as exc:
-            raise ConfigurationError(
-                f"secret {secret_id} could not be read: {type(exc.__cause__).__name__}"
-            ) from None
+        with self._lock:
+            if self._provider is None:
+                self._provider = parameters.SecretsProvider(boto3_client=self._client)
+            try:
+                return self._provider.get(secret_id, transform="json", max_age=self._max_age)
+            except parameters.exceptions.TransformParameterError:
+                raise ConfigurationError(f"secret {secret_id} is not a JSON object") from None
+            except parameters.exceptions.GetParameterError as exc:
+                raise ConfigurationError(
+                    f"secret {secret_id} could not be read: {type(exc.__cause__).__name__}"
+                ) from None
 
     def get[T: BaseModel](self, secret_id: str, model: type[T]) -> T:
         raw = self._fetch(secret_id)
