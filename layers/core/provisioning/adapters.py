@@ -43,7 +43,8 @@ def field_errors(errors: list[Any]) -> list[FieldError]:
         if err.get("type") == "json_invalid":
             result.append(FieldError("body", "is not valid JSON"))
             continue
-        result.append(FieldError(_location(err.get("loc", ())), str(err.get("msg", "is invalid"))))
+        message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        result.append(FieldError(_location(err.get("loc", ())), message))
     return result
 
 

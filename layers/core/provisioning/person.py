@@ -84,7 +84,8 @@ def validation_errors(exc: ValidationError, location: str = "") -> list[FieldErr
     errors = []
     for err in exc.errors(include_input=False, include_url=False):
         path = ".".join(str(part) for part in err["loc"]) or "body"
-        errors.append(FieldError(f"{location}.{path}" if location else path, err["msg"]))
+        message = err["msg"].removeprefix("Value error, ")
+        errors.append(FieldError(f"{location}.{path}" if location else path, message))
     return errors
 
 
