@@ -204,7 +204,12 @@ class LocalStack:
     def __init__(
         self, template: Template, aws_port: int = 0, sandbox_port: int = 0, host: str = "127.0.0.1"
     ) -> None:
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
         from moto.server import ThreadedMotoServer
+
+        # Answers are written in several pieces: without TCP_NODELAY, Nagle's algorithm and the
+        # client's delayed ACK add tens of milliseconds to calls on a kept-alive connection.
+        MotoRequestHandler.disable_nagle_algorithm = True
 
         from provisioner_sandbox.app import build_sandbox
 

@@ -90,6 +90,7 @@ class Call:
     path: str
     status: int
     fault: str | None = None
+    at: float = field(default_factory=time.time)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -230,6 +231,9 @@ class Sandbox:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are written separately: without TCP_NODELAY, Nagle's algorithm and
+            # the client's delayed ACK hold every second answer on a kept-alive connection ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return

@@ -86,14 +86,15 @@ class Provisioner[RequestT: CreateRequest]:
                 if must_reconcile:
                     found = self.operation.find_existing(request, first_sent or datetime.now(UTC))
                     if found is not None:
-                        return self._link(request, found, LinkSource.RECONCILED)
+                        return self._link(request, found, LinkSource.RECONCILED, link)
                     must_reconcile = False
                 pending = self.store.mark_pending(self.provider, request.external_id)
                 if pending is None:  # linked meanwhile by a concurrent delivery
                     return self._already(request.external_id)
                 first_sent = first_sent or _parse_time(pending.created_at)
+                link = pending
                 user, source = self.operation.create(request)
-                return self._link(request, user, source)
+                return self._link(request, user, source, pending)
             except UnknownOutcome as exc:
                 must_reconcile = True
                 self._note(exc)
@@ -131,7 +132,11 @@ class Provisioner[RequestT: CreateRequest]:
         if self._on_provider_error is not None:
             self._on_provider_error(error)
 
-    def _link(self, request: RequestT, user: ProviderUser, source: LinkSource) -> ProvisionResult:
+    def _link(
+        self, request: RequestT, user: ProviderUser, source: LinkSource, pending: Link | None
+    ) -> ProvisionResult:
+        """Store the link, keeping the pending record's history (``pending``: as last read or
+        written by this invocation, so no extra read is needed)."""
         sealed = self._seal(user.sealed) if (self._seal and user.sealed) else {}
         candidate = Link(
             external_id=request.external_id,
@@ -141,7 +146,6 @@ class Provisioner[RequestT: CreateRequest]:
             details=user.details,
             sealed=sealed,
         )
-        pending = self.store.get(self.provider, request.external_id)
         if pending is not None:
             candidate = candidate.model_copy(
                 update={
