@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv sam-venv checkov-venv lint format security validate build test test-fast demo local clean lock
+.PHONY: help venv sam-venv checkov-venv lint format security validate build test test-fast demo local bench clean lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ test-fast: venv ## Unit and integration tests only
 
 demo: venv ## Run the hub end to end on a throwaway local stack
 	$(VENV)/bin/provisioner demo
+
+bench: venv ## Benchmarks against the local stack, limits beside measurements (not part of make test)
+	$(PY) bench/run.py
 
 local: venv ## Start the local stack (moto + provider sandbox) in the foreground
 	$(VENV)/bin/provisioner local up

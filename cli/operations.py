@@ -159,7 +159,21 @@ class DeadLetter:
     body: Any
 
 
-def _reason(message: dict[str, Any]) -> dict[str, Any]:
+# ReceiveMessage waits up to this long: a long poll asks every SQS server, so a small queue never
+# answers "empty" while it holds messages (a short poll samples some servers only).
+RECEIVE_WAIT_SECONDS = 1
+
+
+def max_receive_count(sqs: Any, queue_url: str) -> int | None:
+    """The ``maxReceiveCount`` of a queue's redrive policy (receives before SQS dead-letters)."""
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    try:
+        return int(json.loads(attrs["RedrivePolicy"])["maxReceiveCount"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _reason(message: dict[str, Any], max_receives: int | None = None) -> dict[str, Any]:
     attributes = message.get("MessageAttributes", {})
     if "failure" in attributes:
         try:
@@ -175,13 +189,24 @@ def _reason(message: dict[str, Any]) -> dict[str, Any]:
             "message": redact(attributes.get("ERROR_MESSAGE", {}).get("StringValue", "")),
             "target": attributes.get("TARGET_ARN", {}).get("StringValue", ""),
         }
-    received = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
-    return {"code": "retries_exhausted", "message": f"failed {received} receives (transient failures)"}
+    # SQS's redrive policy moved it: every receive failed (transient failures). The DLQ's own
+    # receive count also counts every look at the DLQ (this one included), so the source
+    # queue's maxReceiveCount is the number of attempts.
+    if max_receives:
+        return {
+            "code": "retries_exhausted",
+            "message": f"retries exhausted after {max_receives} receives",
+            "attempts": max_receives,
+        }
+    return {"code": "retries_exhausted", "message": "retries exhausted (the queue's redrive policy)"}
 
 
-def peek(sqs: Any, url: str, limit: int, queue: str = "") -> list[DeadLetter]:
+def peek(
+    sqs: Any, url: str, limit: int, queue: str = "", max_receives: int | None = None
+) -> list[DeadLetter]:
     """Up to ``limit`` messages of a queue, left in it: received with a short visibility
-    timeout, then made visible again at once."""
+    timeout, then made visible again at once. ``max_receives``: the source queue's
+    ``maxReceiveCount``, the attempts of a message SQS's redrive policy dead-lettered."""
     found: list[DeadLetter] = []
     handles: list[str] = []
     try:
@@ -190,6 +215,7 @@ def peek(sqs: Any, url: str, limit: int, queue: str = "") -> list[DeadLetter]:
                 QueueUrl=url,
                 MaxNumberOfMessages=min(10, limit - len(found)),
                 VisibilityTimeout=30,
+                WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
@@ -205,7 +231,7 @@ def peek(sqs: Any, url: str, limit: int, queue: str = "") -> list[DeadLetter]:
                         message_id=message["MessageId"],
                         sent_at=datetime.fromtimestamp(sent, UTC).isoformat(timespec="seconds"),
                         receives=int(attributes.get("ApproximateReceiveCount", "0")),
-                        reason=_reason(message),
+                        reason=_reason(message, max_receives),
                         body=masked_body(message.get("Body", "")),
                     )
                 )
@@ -239,9 +265,13 @@ def dlq_show(provider: str, limit: int, as_json: bool, **target: Any) -> None:
     queues = {**PROVIDER_DLQS, "signups": SIGNUP_DLQ}
     names = list(queues) if provider == "all" else [provider]
     letters = []
+    sqs = stack.client("sqs")
     for name in names:
-        if queues[name] in stack.physical:
-            letters.extend(peek(stack.client("sqs"), stack.resource(queues[name]), limit, queue=name))
+        if queues[name] not in stack.physical:
+            continue
+        source = PROVIDER_QUEUES.get(name)
+        max_receives = max_receive_count(sqs, stack.resource(source)) if source in stack.physical else None
+        letters.extend(peek(sqs, stack.resource(queues[name]), limit, queue=name, max_receives=max_receives))
     if as_json:
         click.echo(json.dumps([asdict(letter) for letter in letters], indent=2))
         return
@@ -291,7 +321,11 @@ def redrive(sqs: Any, dlq_url: str, queue_url: str, use_move_task: bool = True) 
     result = Redrive("receive, send, delete")
     while True:
         messages = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=60, MessageAttributeNames=["All"]
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=60,
+            WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+            MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not messages:
             return result
@@ -351,4 +385,4 @@ def dlq_redrive(provider: str, yes: bool, dry_run: bool, **target: Any) -> None:
             )
 
 
-__all__ = ["dlq", "mask", "peek", "redrive", "stack_status", "status"]
+__all__ = ["dlq", "mask", "max_receive_count", "peek", "redrive", "stack_status", "status"]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from provisioner_cli import operations
 from provisioner_cli.main import cli
-from provisioner_cli.stack import StackTarget
+from provisioner_cli.stack import PROVIDER_DLQS, PROVIDER_QUEUES, StackTarget
 from provisioning.store import Link, LinkStore
 
 FAILURE = {
@@ -214,3 +214,138 @@ def test_commands_work_against_a_deployed_stack(stack, aws):
     assert moved.moved == 2
     with pytest.raises(KeyError, match="TrustCreateUserQueue"):
         deployed.queue_url("trust")
+
+
+def test_dlq_show_counts_attempts_of_a_redrive_policy_message_once(use_target, aws):
+    """A message SQS's redrive policy moved: its attempts are the queue's maxReceiveCount, however
+    often the DLQ is looked at (each look is itself a receive)."""
+    sqs = aws("sqs")
+    queue, dlq = use_target.queue_url("trust"), use_target.dlq_url("trust")
+    sqs.send_message(
+        QueueUrl=queue, MessageBody=json.dumps({"external_id": "t-11", "email": "y@example.test"})
+    )
+    for _ in range(4):  # three failed receives, then SQS moves it on the next receive
+        sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0)
+    assert depth(sqs, dlq) == 1
+
+    for _ in range(3):
+        result = CliRunner().invoke(cli, ["dlq", "show", "--provider", "trust"])
+        assert result.exit_code == 0, result.output
+        assert "attempts 3" in result.output
+        assert "reason: retries_exhausted: retries exhausted after 3 receives" in result.output
+        assert "y@example.test" not in result.output
+    assert depth(sqs, dlq) == 1
+
+
+class ShortPollingSQS:
+    """SQS as a small queue behaves on a short poll: a sampled server may hold none of the
+    messages, so the answer is empty although the queue is not."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+        self.short_polls = 0
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        if not kwargs.get("WaitTimeSeconds"):
+            self.short_polls += 1
+            return {}
+        return dict(self._sqs.receive_message(**kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+
+def test_dlq_show_and_safe_redrive_long_poll_so_no_message_is_missed(use_target, aws):
+    sqs = ShortPollingSQS(aws("sqs"))
+    dlq, queue = use_target.dlq_url("trust"), use_target.queue_url("trust")
+    plant(sqs, dlq)
+
+    assert len(operations.peek(sqs, dlq, 10)) == 2
+    moved = operations.redrive(sqs, dlq, queue, use_move_task=False)
+
+    assert (moved.method, moved.moved, moved.failed) == ("receive, send, delete", 2, 0)
+    assert sqs.short_polls == 0
+    assert depth(aws("sqs"), dlq) == 0
+    assert depth(aws("sqs"), queue) == 2
+
+
+def _deployed_template() -> dict[str, Any]:
+    """A stack with template.yaml's logical ids and its own physical names."""
+    resources: dict[str, Any] = {
+        "UsersTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": {
+                "TableName": "live-users",
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [
+                    {"AttributeName": "external_id", "AttributeType": "S"},
+                    {"AttributeName": "provider", "AttributeType": "S"},
+                ],
+                "KeySchema": [
+                    {"AttributeName": "external_id", "KeyType": "HASH"},
+                    {"AttributeName": "provider", "KeyType": "RANGE"},
+                ],
+            },
+        }
+    }
+    for provider, queue in PROVIDER_QUEUES.items():
+        dlq = PROVIDER_DLQS[provider]
+        resources[dlq] = {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"live-{provider}-dlq"}}
+        resources[queue] = {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"live-{provider}",
+                "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 3},
+            },
+        }
+    return {"Resources": resources}
+
+
+def test_cli_finds_a_deployed_stack_by_name(stack, aws):
+    """``--stack-name``: status, dlq show, dlq redrive and links address the stack's own resources
+    through CloudFormation (the local stack's resources, also present, are not touched)."""
+    aws("cloudformation").create_stack(StackName="live", TemplateBody=json.dumps(_deployed_template()))
+    deployed = StackTarget.deployed("live", boto3.Session(region_name="us-east-1"))
+    assert deployed.dlq_url("trust").endswith("/live-trust-dlq")
+    sqs = aws("sqs")
+    plant(sqs, deployed.dlq_url("trust"))
+    sqs.send_message(QueueUrl=deployed.queue_url("palm"), MessageBody=json.dumps({"external_id": "q-1"}))
+    LinkStore(aws("dynamodb"), "live-users").save_link(
+        Link(external_id="d-1", provider="palenca", provider_user_id="p-1")
+    )
+    target = ["--stack-name", "live", "--region", "us-east-1"]
+
+    status = CliRunner().invoke(cli, ["status", "--json", *target])
+    assert status.exit_code == 0, status.output
+    providers = json.loads(status.output)["providers"]
+    assert providers["palenca"]["links"] == {"linked": 1}
+    assert providers["palm"]["queue"]["visible"] == 1
+    assert providers["trust"]["dlq"]["visible"] == 2
+    assert json.loads(status.output)["signup_dlq"] is None
+
+    shown = CliRunner().invoke(cli, ["dlq", "show", "--provider", "trust", *target])
+    assert shown.exit_code == 0, shown.output
+    assert "provider_rejected (provider answered 404)" in shown.output
+    assert "ana.perez@example.test" not in shown.output
+
+    links = CliRunner().invoke(cli, ["links", "d-1", *target])
+    assert links.exit_code == 0, links.output
+    assert "p-1" in links.output
+
+    moved = CliRunner().invoke(cli, ["dlq", "redrive", "--provider", "trust", "--yes", *target])
+    assert moved.exit_code == 0, moved.output
+    assert "moved 2 to TrustCreateUserQueue" in moved.output
+    assert depth(sqs, deployed.dlq_url("trust")) == 0
+    assert depth(sqs, deployed.queue_url("trust")) == 2
+    assert depth(sqs, stack.refs["TrustCreateUserQueue"]) == 0
+
+
+def test_links_with_an_explicit_table(use_target, aws):
+    LinkStore(aws("dynamodb"), use_target.users_table).save_link(
+        Link(external_id="l-2", provider="trust", provider_user_id="2866")
+    )
+
+    result = CliRunner().invoke(cli, ["links", "--table", use_target.users_table, "--region", "us-east-1"])
+
+    assert result.exit_code == 0, result.output
+    assert "2866" in result.output
