@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,38 @@ def _local_state(template: Template, aws_endpoint: str | None, sandbox_url: str)
     )
 
 
+_MOTO_CALL_LOCK = threading.RLock()
+
+
+def atomic_moto_calls() -> None:
+    """Make every call to moto atomic, as every AWS API call is.
+
+    moto's backends take no lock: two threads' conditional writes to one item (a rate-limit slot,
+    an idempotency record) can interleave inside one call and both succeed, which DynamoDB never
+    allows. One lock around moto's dispatch, in-process and in its server, restores that.
+    Idempotent."""
+    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    for owner, name in ((BotocoreStubber, "process_request"), (DomainDispatcherApplication, "__call__")):
+        original = getattr(owner, name)
+        if getattr(original, "_atomic", False):
+            continue
+
+        def atomic(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with _MOTO_CALL_LOCK:
+                return _original(*args, **kwargs)
+
+        atomic._atomic = True  # type: ignore[attr-defined]
+        setattr(owner, name, atomic)
+
+
 def provision_resources(
     template: Template, sandbox_url: str, aws_endpoint: str | None, session: boto3.Session | None = None
 ) -> StackState:
     """Create every table, queue and provider secret of the template at the AWS endpoint
     (moto's server, or moto's in-process mock when ``aws_endpoint`` is None)."""
+    atomic_moto_calls()
     session = session or boto3.Session(region_name=REGION)
     kw: dict[str, Any] = {"endpoint_url": aws_endpoint} if aws_endpoint else {}
     dynamodb = session.client("dynamodb", **kw)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
 
 from provisioning.errors import RateLimited
@@ -38,3 +41,31 @@ def test_next_window_has_a_fresh_budget(limiter_factory):
         limiter_factory(1, now=6059.0).acquire()
 
     limiter_factory(1, now=6060.0).acquire()
+
+
+def test_containers_racing_for_the_last_slots_never_exceed_the_budget(limiter_factory):
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, inside every call
+    try:
+        for window in range(20):
+            limiters = [limiter_factory(2, now=60.0 * (200 + window)) for _ in range(6)]
+            granted: list[int] = []
+            barrier = threading.Barrier(len(limiters))
+
+            def take(limiter: SharedRateLimiter) -> None:
+                barrier.wait()
+                try:
+                    limiter.acquire()
+                    granted.append(1)
+                except RateLimited:
+                    pass
+
+            threads = [threading.Thread(target=take, args=(limiter,)) for limiter in limiters]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+
+            assert len(granted) == 2
+    finally:
+        sys.setswitchinterval(previous)
