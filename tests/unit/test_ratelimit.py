@@ -43,29 +43,33 @@ def test_next_window_has_a_fresh_budget(limiter_factory):
     limiter_factory(1, now=6060.0).acquire()
 
 
+def _race(limiters: list[SharedRateLimiter]) -> int:
+    """Every limiter asks for a slot at the same moment; returns how many got one."""
+    granted: list[SharedRateLimiter] = []
+    barrier = threading.Barrier(len(limiters))
+
+    def take(limiter: SharedRateLimiter) -> None:
+        barrier.wait()
+        try:
+            limiter.acquire()
+            granted.append(limiter)
+        except RateLimited:
+            pass
+
+    threads = [threading.Thread(target=take, args=(limiter,)) for limiter in limiters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return len(granted)
+
+
 def test_containers_racing_for_the_last_slots_never_exceed_the_budget(limiter_factory):
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible, inside every call
     try:
         for window in range(20):
             limiters = [limiter_factory(2, now=60.0 * (200 + window)) for _ in range(6)]
-            granted: list[int] = []
-            barrier = threading.Barrier(len(limiters))
-
-            def take(limiter: SharedRateLimiter) -> None:
-                barrier.wait()
-                try:
-                    limiter.acquire()
-                    granted.append(1)
-                except RateLimited:
-                    pass
-
-            threads = [threading.Thread(target=take, args=(limiter,)) for limiter in limiters]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=30)
-
-            assert len(granted) == 2
+            assert _race(limiters) == 2
     finally:
         sys.setswitchinterval(previous)
