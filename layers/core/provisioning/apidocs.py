@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from provisioning import adapters
+from provisioning import adapters, rest
 from provisioning.runtime import LambdaFunction
 
 TITLE = "Provisioning hub API"
@@ -63,9 +63,10 @@ class ApiDocsFunction(LambdaFunction):
 
     provider = "all"
 
-    def __init__(self) -> None:
-        self.app = adapters.new_rest_app()
-        self.app.get("/docs", include_in_schema=False)(self._docs)
+    def build_app(self) -> APIGatewayRestResolver:
+        app = rest.new_rest_app()
+        app.get("/docs", include_in_schema=False)(self._docs)
+        return app
 
     @cached_property
     def _spec(self) -> str:

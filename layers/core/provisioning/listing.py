@@ -14,9 +14,8 @@ Users without an ``external_id`` (our key for the person) are skipped and counte
 import time
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
@@ -35,6 +34,9 @@ from provisioning.providers.palenca import (
 )
 from provisioning.runtime import Dependencies, LambdaFunction
 from provisioning.store import Link, LinkSource, LinkStore
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 DEFAULT_SYNC_DAYS = 7
 SYNC_PAGE_SIZE = 150
@@ -193,17 +195,21 @@ class PalencaListUsersFunction(LambdaFunction):
 
     def __init__(self, deps: Dependencies | None = None) -> None:
         self.deps = deps or Dependencies()
-        self.app = adapters.new_rest_app()
+
+    def build_app(self) -> "APIGatewayRestResolver":
+        from aws_lambda_powertools.event_handler import Response
+
+        from provisioning import rest
+
+        app = rest.new_rest_app()
 
         def search(body: PalencaSearchRequest) -> Response[str]:
             result = self.client.search_users(
                 body.latest, body.earliest, body.options.page, body.options.items_per_page
             )
-            return adapters.json_response(
-                PalencaSearchResult(users=result.users, pagination=result.pagination)
-            )
+            return rest.json_response(PalencaSearchResult(users=result.users, pagination=result.pagination))
 
-        self.app.post(
+        app.post(
             "/palenca/users/search",
             summary="List Palenca users of a date window (start_date = latest day, end_date = earliest)",
             responses={
@@ -211,9 +217,10 @@ class PalencaListUsersFunction(LambdaFunction):
                     "description": "One page of users.",
                     "content": {adapters.JSON: {"model": PalencaSearchResult}},
                 },
-                **adapters.error_responses(400, 413, 422, 429, 502, 504),
+                **rest.error_responses(400, 413, 422, 429, 502, 504),
             },
         )(search)
+        return app
 
     @cached_property
     def client(self) -> PalencaClient:

@@ -4,13 +4,13 @@ adapters, built once per container on first use (never at import, so tests need 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -46,39 +46,52 @@ from provisioning.store import LinkStore
 
 if TYPE_CHECKING:
     import requests
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
 
 class Dependencies:
-    """What operations are built from; every member is created once per container, on first use."""
+    """What operations are built from; every member is created once per container, on first use
+    (a client an invocation does not need, such as SQS for dead letters, is never created)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
+        # boto3's default session is not safe for creating clients from several threads at once,
+        # and the records of a batch may need a client for the first time together.
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
 
     @cached_property
     def settings(self) -> Settings:
         return self._settings or Settings.from_env()
 
-    @cached_property
+    def client(self, service: str) -> Any:
+        """The container's boto3 client for ``service`` (of the default session: Powertools would
+        otherwise build a new session, which reloads botocore's data)."""
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
+            return self._clients[service]
+
+    @property
     def dynamodb(self) -> Any:
-        return boto3.client("dynamodb", config=BOTO_CONFIG)
+        return self.client("dynamodb")
 
-    @cached_property
+    @property
     def sqs(self) -> Any:
-        return boto3.client("sqs", config=BOTO_CONFIG)
+        return self.client("sqs")
 
-    @cached_property
+    @property
     def kms(self) -> Any:
-        return boto3.client("kms", config=BOTO_CONFIG)
+        return self.client("kms")
 
     @cached_property
     def secrets(self) -> SecretSource:
-        # A client of the default session: Powertools would otherwise build a new boto3 session,
-        # which reloads botocore's data (~100 ms of the first invocation).
-        client = boto3.client("secretsmanager", config=BOTO_CONFIG)
-        return SecretSource(max_age=self.settings.secrets_max_age, client=client)
+        return SecretSource(
+            max_age=self.settings.secrets_max_age, client=lambda: self.client("secretsmanager")
+        )
 
     @cached_property
     def session(self) -> requests.Session:
@@ -136,14 +149,21 @@ def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
 
 class LambdaFunction:
     """What every function's handler shares: Powertools logging and metrics around each invocation,
-    the invocation's context for deadlines, API Gateway events answered by ``self.app``."""
+    the invocation's context for deadlines, API Gateway events answered by ``self.app`` (built on
+    the first API event: queued and scheduled invocations never load the REST event handler)."""
 
     provider: str
-    app: APIGatewayRestResolver
     _context: LambdaContext | None = None
 
     def dispatch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise NotImplementedError
+
+    def build_app(self) -> APIGatewayRestResolver:
+        raise NotImplementedError
+
+    @cached_property
+    def app(self) -> APIGatewayRestResolver:
+        return self.build_app()
 
     def remaining_ms(self) -> Callable[[], int] | None:
         return self._context.get_remaining_time_in_millis if self._context else None
@@ -164,6 +184,8 @@ class LambdaFunction:
         @metrics.log_metrics
         @logger.inject_lambda_context(clear_state=True)
         def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            # Start clean: an invocation that published nothing leaves its dimensions behind.
+            metrics.clear_metrics()
             metrics.add_dimension(name="provider", value=self.provider)
             self._context = context
             try:
@@ -181,11 +203,15 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
         self.spec = spec
         self.provider = spec.provider
         self.deps = deps or Dependencies()
-        self.app = adapters.build_rest_app(
-            spec.route,
-            spec.request_model,
+
+    def build_app(self) -> APIGatewayRestResolver:
+        from provisioning import rest
+
+        return rest.build_rest_app(
+            self.spec.route,
+            self.spec.request_model,
             self._provision_now,
-            spec.summary or f"Create a {spec.provider} user",
+            self.spec.summary or f"Create a {self.spec.provider} user",
         )
 
     # -- built on first use ------------------------------------------------------------------
@@ -228,7 +254,7 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
 
     @cached_property
     def dead_letters(self) -> adapters.DeadLetters:
-        return adapters.DeadLetters(self.deps.sqs, self.deps.settings.dead_letter_queue_url)
+        return adapters.DeadLetters(lambda: self.deps.sqs, self.deps.settings.dead_letter_queue_url)
 
     # -- provisioning ----------------------------------------------------------------------------
     def _provision_now(self, request: RequestT) -> ProvisionResult:

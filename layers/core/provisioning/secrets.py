@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -18,8 +19,9 @@ class SecretSource:
         self,
         max_age: int = 300,
         provider: parameters.SecretsProvider | None = None,
-        client: Any = None,
+        client: Callable[[], Any] | None = None,
     ) -> None:
+        """``client``: makes the Secrets Manager client, on the first fetch."""
         self._max_age = max_age
         self._provider = provider
         self._client = client
@@ -29,7 +31,9 @@ class SecretSource:
     def _fetch(self, secret_id: str) -> Any:
         with self._lock:
             if self._provider is None:
-                self._provider = parameters.SecretsProvider(boto3_client=self._client)
+                self._provider = parameters.SecretsProvider(
+                    boto3_client=self._client() if self._client else None
+                )
             try:
                 return self._provider.get(secret_id, transform="json", max_age=self._max_age)
             except parameters.exceptions.TransformParameterError:
