@@ -2,9 +2,10 @@
 
 For one (provider, external_id) it makes sure the person exists once at the provider and is linked
 once in our table:
-  1. already linked -> answer without calling the provider;
-  2. a previous create's outcome is unknown (pending link) -> reconcile with the provider's lookup;
-  3. mark pending, create, store the link with a conditional write;
+  1. mark the person pending, in one conditional write that also answers what was stored:
+     already linked -> answer without calling the provider;
+  2. pending before (an earlier create's outcome is unknown) -> reconcile with the provider's lookup;
+  3. create, then store the link with a conditional write;
   4. transient failures are retried with jittered backoff inside the invocation's time; a lost
      answer is never retried blindly: the next attempt reconciles first.
 """
@@ -17,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from provisioning.errors import (
-    InProgress,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -74,27 +74,27 @@ class Provisioner[RequestT: CreateRequest]:
         return self.operation.provider
 
     def provision(self, request: RequestT, deadline: Deadline) -> ProvisionResult:
-        link = self.store.get(self.provider, request.external_id)
-        if link is not None and link.status == LinkStatus.LINKED:
+        link = self.store.mark_pending(self.provider, request.external_id)
+        if link.status == LinkStatus.LINKED:
             return self._result(link, "already_provisioned")
-        must_reconcile = link is not None and link.status == LinkStatus.PENDING
-        first_sent = _parse_time(link.created_at) if link is not None else None
+        # An earlier attempt left the person pending: its create may have reached the provider.
+        must_reconcile = link.attempts > 1
+        first_sent = _parse_time(link.created_at)
 
         attempt = 0
         while True:
             try:
                 if must_reconcile:
-                    found = self.operation.find_existing(request, first_sent or datetime.now(UTC))
+                    found = self.operation.find_existing(request, first_sent)
                     if found is not None:
                         return self._link(request, found, LinkSource.RECONCILED, link)
                     must_reconcile = False
-                pending = self.store.mark_pending(self.provider, request.external_id)
-                if pending is None:  # linked meanwhile by a concurrent delivery
-                    return self._already(request.external_id)
-                first_sent = first_sent or _parse_time(pending.created_at)
-                link = pending
+                if attempt > 0:  # a retry: still not linked by a concurrent delivery?
+                    link = self.store.mark_pending(self.provider, request.external_id)
+                    if link.status == LinkStatus.LINKED:
+                        return self._result(link, "already_provisioned")
                 user, source = self.operation.create(request)
-                return self._link(request, user, source, pending)
+                return self._link(request, user, source, link)
             except UnknownOutcome as exc:
                 must_reconcile = True
                 self._note(exc)
@@ -122,21 +122,15 @@ class Provisioner[RequestT: CreateRequest]:
             )
             self._sleep(delay)
 
-    def _already(self, external_id: str) -> ProvisionResult:
-        link = self.store.get(self.provider, external_id)
-        if link is None or link.provider_user_id is None:  # pragma: no cover - deleted meanwhile
-            raise InProgress("this person is being changed by another request", provider=self.provider)
-        return self._result(link, "already_provisioned")
-
     def _note(self, error: ProviderError) -> None:
         if self._on_provider_error is not None:
             self._on_provider_error(error)
 
     def _link(
-        self, request: RequestT, user: ProviderUser, source: LinkSource, pending: Link | None
+        self, request: RequestT, user: ProviderUser, source: LinkSource, pending: Link
     ) -> ProvisionResult:
-        """Store the link, keeping the pending record's history (``pending``: as last read or
-        written by this invocation, so no extra read is needed)."""
+        """Store the link, keeping the pending record's history (``pending``: as last written by
+        this invocation, so no extra read is needed)."""
         sealed = self._seal(user.sealed) if (self._seal and user.sealed) else {}
         candidate = Link(
             external_id=request.external_id,
@@ -146,14 +140,13 @@ class Provisioner[RequestT: CreateRequest]:
             details=user.details,
             sealed=sealed,
         )
-        if pending is not None:
-            candidate = candidate.model_copy(
-                update={
-                    "created_at": pending.created_at,
-                    "attempted_at": pending.attempted_at,
-                    "attempts": pending.attempts,
-                }
-            )
+        candidate = candidate.model_copy(
+            update={
+                "created_at": pending.created_at,
+                "attempted_at": pending.attempted_at,
+                "attempts": pending.attempts,
+            }
+        )
         stored, wrote = self.store.save_link(candidate)
         if not wrote:
             return self._result(stored, "already_provisioned")

@@ -100,33 +100,38 @@ class LinkStore:
         items = answer.get("Items", [])
         return Link.from_item(items[0]) if items else None
 
-    def mark_pending(self, provider: str, external_id: str) -> Link | None:
-        """Record that a create is about to be sent. Never overwrites a linked person: returns
-        None when the person is already linked."""
+    def mark_pending(self, provider: str, external_id: str) -> Link:
+        """Record that a create is about to be sent, in one conditional write that also tells what
+        was there: the pending link as now stored (``attempts`` > 1 when an earlier create may have
+        been sent), or, unchanged, the link of a person already linked (status ``linked``)."""
         now = utc_now()
         try:
-            answer = self._do_mark_pending(provider, external_id, now)
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return None
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"external_id": {"S": external_id}, "provider": {"S": provider}},
+                UpdateExpression=(
+                    "SET #status = :pending, attempted_at = :now, updated_at = :now, "
+                    "created_at = if_not_exists(created_at, :now) ADD attempts :one"
+                ),
+                ConditionExpression="attribute_not_exists(#status) OR #status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":pending": {"S": LinkStatus.PENDING.value},
+                    ":now": {"S": now},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            if not item:  # pragma: no cover - an endpoint without ReturnValuesOnConditionCheckFailure
+                linked = self.get(provider, external_id)
+                if linked is None:
+                    raise
+                return linked
+            return Link.from_item(item)
         return Link.from_item(answer["Attributes"])
-
-    def _do_mark_pending(self, provider: str, external_id: str, now: str) -> Any:
-        return self._client.update_item(
-            TableName=self._table,
-            Key={"external_id": {"S": external_id}, "provider": {"S": provider}},
-            UpdateExpression=(
-                "SET #status = :pending, attempted_at = :now, updated_at = :now, "
-                "created_at = if_not_exists(created_at, :now) ADD attempts :one"
-            ),
-            ConditionExpression="attribute_not_exists(#status) OR #status = :pending",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":pending": {"S": LinkStatus.PENDING.value},
-                ":now": {"S": now},
-                ":one": {"N": "1"},
-            },
-            ReturnValues="ALL_NEW",
-        )
 
     def save_link(self, link: Link) -> tuple[Link, bool]:
         """Write a linked person unless one is already linked. Returns the stored link and
