@@ -165,7 +165,9 @@ def run_demo(template: Template) -> int:
         click.echo(f"\n5. Palenca dead-letter queue: {len(dead)} record(s)")
         for message in dead:
             reason = json.loads(message["MessageAttributes"]["failure"]["StringValue"])
-            click.echo(f"  {message['Body']} -> {reason['code']}: {reason['message']}")
+            click.echo(f"  body {message['Body']!r}")
+            attempts = reason.get("attempts", 1)
+            click.echo(f"  reason {reason['code']}: {reason['message']} (attempts {attempts})")
         demo.ok &= len(dead) == 1
 
         click.echo("\n6. Stored provider links")
