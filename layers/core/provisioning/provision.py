@@ -139,13 +139,9 @@ class Provisioner[RequestT: CreateRequest]:
             source=source,
             details=user.details,
             sealed=sealed,
-        )
-        candidate = candidate.model_copy(
-            update={
-                "created_at": pending.created_at,
-                "attempted_at": pending.attempted_at,
-                "attempts": pending.attempts,
-            }
+            created_at=pending.created_at,
+            attempted_at=pending.attempted_at,
+            attempts=pending.attempts,
         )
         stored, wrote = self.store.save_link(candidate)
         if not wrote:
