@@ -305,7 +305,7 @@ import json, os, time
 started = time.perf_counter()
 import boto3
 if os.environ.get("BENCH_LIBRARIES"):  # what every function imports besides boto3, no code of ours
-    import pydantic, requests
+    import requests
     from pydantic import BaseModel
     from aws_lambda_powertools import Logger, Metrics
     from aws_lambda_powertools.utilities import parameters
