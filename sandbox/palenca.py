@@ -18,6 +18,19 @@ DEFAULT_API_KEY = "sandbox-palenca-key"
 DEFAULT_WIDGET_ID = "feecb679-a3cc-47ef-8fd4-600799f12a39"
 
 
+ERROR_CODES = {
+    400: "bad_request",
+    401: "invalid_api_key",
+    404: "not_found",
+    422: "bad_request",
+    429: "too_many_requests",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+
+
 def _error(status: int, code: str, message: str, field: str = "error") -> Reply:
     return Reply(status, {"success": False, field: {"error_code": code, "message": message}, "data": None})
 
@@ -57,6 +70,15 @@ class PalencaEmulator:
             Route("POST", re.compile(r"/palenca/v1/users"), self.create_user, write=True),
             Route("POST", re.compile(r"/palenca/v1/users/search"), self.search_users),
         ]
+
+    def error_body(self, status: int, message: str) -> Any:
+        """An error in Palenca's envelope, with the error code Palenca uses for ``status``."""
+        code = ERROR_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+        return _error(status, code, message).body
+
+    def without_id(self, body: Any) -> Any:
+        """Palenca's answer without the user: an envelope saying success, without data."""
+        return {"success": True, "error": None, "data": None}
 
     # -- helpers -----------------------------------------------------------------------------------
     def seed_user(

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner_sandbox.server import Reply, Request, Route
+from provisioner_sandbox.server import Reply, Request, Route, drop_ids, reason
 
 API_KEY = "sk_test_sandboxpalmkey"
 NON_ENCRYPTED = ("identity.first_name", "identity.last_name")
@@ -51,6 +51,13 @@ class PalmEmulator:
             Route("POST", re.compile(r"/palm/v1/user"), self.create_user, write=True),
             Route("POST", re.compile(r"/palm/v1/user/search"), self.search),
         ]
+
+    def error_body(self, status: int, message: str) -> Any:
+        """An RFC 7807 problem, as Palm answers its errors."""
+        return _problem(status, reason(status), message).body
+
+    def without_id(self, body: Any) -> Any:
+        return drop_ids(body)
 
     def seed_user(self, email: str | None = None, phone: str | None = None) -> dict[str, Any]:
         with self._lock:

@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner_sandbox.server import Reply, Request, Route
+from provisioner_sandbox.server import Reply, Request, Route, drop_ids
 
 CLIENT_ID = "sandbox-trust-client"
 CLIENT_SECRET = "sandbox-trust-secret"  # noqa: S105 - the sandbox's own test credential
@@ -31,6 +31,12 @@ class TrustEmulator:
             self.tokens: set[str] = set()
             self.token_requests = 0
             self._next_id = 2866
+
+    def error_body(self, status: int, message: str) -> Any:
+        return {"status": False, "message": message}
+
+    def without_id(self, body: Any) -> Any:
+        return drop_ids(body)
 
     def revoke_tokens(self) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ import secrets
 import threading
 from typing import Any
 
-from provisioner_sandbox.server import Reply, Request, Route
+from provisioner_sandbox.server import Reply, Request, Route, drop_ids, reason
 
 ORGANIZATION_ID = "sandbox-org"
 ORG_TOKEN = "sandbox-validic-org-token"  # noqa: S105 - the sandbox's own test credential
@@ -33,6 +33,12 @@ class ValidicEmulator:
             Route("POST", re.compile(users), self.provision, write=True),
             Route("GET", re.compile(users), self.lookup),
         ]
+
+    def error_body(self, status: int, message: str) -> Any:
+        return {"code": status, "message": reason(status), "errors": message}
+
+    def without_id(self, body: Any) -> Any:
+        return drop_ids(body)
 
     def seed_user(self, uid: str) -> dict[str, Any]:
         with self._lock:
