@@ -5,6 +5,9 @@ pass validates every row — each Person is mapped to the request of every provi
 reports each invalid row by line number and field, without its values; the second pass sends the
 requests with ``SendMessageBatch``, ten per call. Nothing is sent while a row is invalid, unless
 ``--skip-invalid``. An ``external_id`` appears at most once per provider in one import.
+
+Rows are validated with the models the functions use, the rule on personal data in ``external_id``
+included: ``--allow-identifying-ids`` matches a stack deployed with ``AllowIdentifyingExternalIds=true``.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from typing import Any
 import click
 
 from provisioner_cli.stack import PROVIDER_QUEUES, resolve_target, target_options
-from provisioning.adapters import validate_body
+from provisioning.adapters import parse_json, validate_body
 from provisioning.errors import FieldError, InvalidRequest
 from provisioning.person import PROVIDERS, Person, parse_person, request_for
+from provisioning.privacy import field_name
 from provisioning.runtime import CreateUserSpec
+from provisioning.validation import allow_identifying_ids
 
 BATCH = 10  # SQS SendMessageBatch's largest batch
 MAX_SHOWN_ERRORS = 50
@@ -77,9 +82,9 @@ def read_rows(path: Path, fmt: str) -> Iterator[Row]:
             if not text.strip():
                 continue
             try:
-                yield Row(number, json.loads(text))
-            except json.JSONDecodeError:
-                yield Row(number, ValueError("is not valid JSON"))
+                yield Row(number, parse_json(text))
+            except json.JSONDecodeError as exc:  # NaN, over-long numbers and deep nesting included
+                yield Row(number, ValueError(exc.msg))
 
 
 @dataclass
@@ -140,7 +145,7 @@ class Planner:
                     errors.extend(exc.errors)
             return results, errors
         if len(self.providers) != 1:
-            unknown = sorted(str(name) for name in set(data) - PERSON_FIELDS)
+            unknown = sorted(field_name(str(name)) for name in set(data) - PERSON_FIELDS)
             raise InvalidRequest(
                 [
                     FieldError(name, "is not a Person field (provider-shaped rows need one --provider)")
@@ -273,6 +278,15 @@ def send_file(
 @click.option("--skip-invalid", is_flag=True, help="Send the valid rows even when some are invalid.")
 @click.option("--dry-run", is_flag=True, help="Validate and count; send nothing.")
 @click.option("--queue-url", help="Send to this queue (with a single --provider) instead of the stack's.")
+@click.option(
+    "--allow-identifying-ids",
+    "allow_identifying",
+    is_flag=True,
+    help=(
+        "Accept external_ids that hold an e-mail address or look like a phone number or a name (not for "
+        "Validic), as a stack deployed with AllowIdentifyingExternalIds=true does."
+    ),
+)
 @target_options
 def import_command(
     path: Path,
@@ -281,10 +295,24 @@ def import_command(
     skip_invalid: bool,
     dry_run: bool,
     queue_url: str | None,
+    allow_identifying: bool,
     **target: Any,
 ) -> None:
     """Import people from PATH (CSV or JSON Lines of persons, or provider-shaped bodies) into the
     provider queues: every row is validated first, then sent with SendMessageBatch."""
+    with allow_identifying_ids(allow_identifying):
+        _import(path, provider, fmt, skip_invalid, dry_run, queue_url, **target)
+
+
+def _import(
+    path: Path,
+    provider: str,
+    fmt: str | None,
+    skip_invalid: bool,
+    dry_run: bool,
+    queue_url: str | None,
+    **target: Any,
+) -> None:
     providers = list(PROVIDERS) if provider == "all" else [provider]
     if queue_url and len(providers) != 1:
         raise click.UsageError("--queue-url needs a single --provider")

@@ -97,7 +97,13 @@ def test_minimal_person_fails_only_where_a_provider_requires_more():
     assert all("required by trust" in e.message for e in failed.value.errors)
 
 
-def test_identifying_external_id_is_refused_for_validic_only():
+def test_identifying_external_id_is_refused_and_with_the_parameter_true_by_validic_only(monkeypatch):
+    with pytest.raises(InvalidRequest) as refused:
+        parse_person({"external_id": "ana.perez@example.test"})
+    assert refused.value.errors[0].field == "external_id"
+    assert "ana.perez" not in refused.value.message
+
+    monkeypatch.setenv("ALLOW_IDENTIFYING_EXTERNAL_IDS", "true")
     person = Person(external_id="ana.perez@example.test")
     assert request(person, "palenca").external_id == person.external_id
     with pytest.raises(InvalidRequest) as failed:

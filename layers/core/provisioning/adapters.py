@@ -17,65 +17,158 @@ from pydantic import BaseModel, ValidationError
 from provisioning.errors import FieldError, InvalidRequest, ProvisioningError, RateLimited
 from provisioning.models import ProvisionResult
 from provisioning.observability import logger
+from provisioning.privacy import field_name
+from provisioning.validation import error_fields
 
 JSON = "application/json"
 MAX_BODY_BYTES = 16 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _location(loc: tuple[Any, ...] | list[Any], skip_body: bool = True) -> str:
-    parts = [str(p) for p in loc]
-    if skip_body and parts and parts[0] == "body":
-        parts = parts[1:]
-    return ".".join(parts) or "body"
+class _NotJson(ValueError):
+    """Raised inside the JSON parser for input Python would accept but JSON does not allow."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON: every failure is a ``json.JSONDecodeError`` whose message starts with "is not
+    valid JSON" — the NaN and Infinity literals Python would accept, integers over Python's digit
+    limit (ValueError) and nesting deeper than the interpreter recurses (RecursionError) included.
+    Used for API bodies (Powertools' deserializer), queued bodies and import rows."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise json.JSONDecodeError("is not valid JSON", exc.doc, exc.pos) from None
+    except _NotJson as exc:
+        raise json.JSONDecodeError(f"is not valid JSON: {exc}", text, 0) from None
+    except RecursionError:
+        raise json.JSONDecodeError("is not valid JSON: it is nested too deeply", text, 0) from None
+    except ValueError:  # e.g. an integer of more than 4,300 digits
+        raise json.JSONDecodeError("is not valid JSON: a number is too long", text, 0) from None
 
 
 def field_errors(errors: list[Any]) -> list[FieldError]:
-    """Pydantic-style errors as field errors, without the offending values."""
-    result = []
+    """Pydantic-style errors as field errors: never the offending values, names taken from the
+    input bounded and redacted, at most ``validation.MAX_FIELD_ERRORS`` of them."""
     for err in errors:
         if err.get("type") == "json_invalid":
-            result.append(FieldError("body", "is not valid JSON"))
-            continue
-        message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-        result.append(FieldError(_location(err.get("loc", ())), message))
-    return result
+            reason = str((err.get("ctx") or {}).get("error", ""))
+            return [
+                FieldError("body", reason if reason.startswith("is not valid JSON") else "is not valid JSON")
+            ]
+    return error_fields(errors, skip_body=True)
 
 
-def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A 413 for a body over MAX_BODY_BYTES, a 400 for a base64 body that is not UTF-8 text;
-    checked before anything parses the body."""
-    body = event.get("body") or ""
-    encoded = bool(event.get("isBase64Encoded"))
-    error: InvalidRequest | None = None
-    if len(body) > MAX_BODY_BYTES * (4 / 3 if encoded else 1):
-        error = InvalidRequest([FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413)
-    elif encoded and body:
-        try:
-            base64.b64decode(body.encode(), validate=True).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            error = InvalidRequest([FieldError("body", "is not base64-encoded UTF-8 text")], status=400)
-    if error is None:
-        return None
+def error_answer(error: ProvisioningError) -> dict[str, Any]:
+    """An API Gateway proxy answer for an error found before the event reaches the resolver."""
     return {
         "statusCode": error.http_status,
-        "headers": {"Content-Type": JSON},
+        "headers": {"Content-Type": JSON, **error.headers()},
         "body": json.dumps(error.body()),
     }
 
 
+def _headers(event: Mapping[str, Any], name: str) -> list[tuple[str, str, str]]:
+    """Every value of header ``name`` (any case) as (map, key, value), in ``headers`` and
+    ``multiValueHeaders``."""
+    found = []
+    for where in ("headers", "multiValueHeaders"):
+        headers = event.get(where)
+        if not isinstance(headers, Mapping):
+            continue
+        for key, value in headers.items():
+            if str(key).lower() != name:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                found.append((where, str(key), "" if item is None else str(item)))
+    return found
+
+
+def media_type(value: str) -> str:
+    """The media type of a Content-Type value: lower case, without parameters."""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _body_size_error(event: Mapping[str, Any]) -> InvalidRequest | None:
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        return InvalidRequest([FieldError("body", "must be text")], status=400)
+    too_large = InvalidRequest([FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413)
+    if not event.get("isBase64Encoded"):
+        # UTF-8 takes 1 to 4 bytes a character: encode only when the length alone cannot decide.
+        if len(body) > MAX_BODY_BYTES:
+            return too_large
+        if len(body) * 4 > MAX_BODY_BYTES and len(body.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+            return too_large
+        return None
+    if not body:
+        return None
+    if len(body) > (MAX_BODY_BYTES + 2) // 3 * 4:  # the base64 length of MAX_BODY_BYTES bytes
+        return too_large
+    try:
+        decoded = base64.b64decode(body.encode("ascii"), validate=True)
+        decoded.decode("utf-8")
+    except (ValueError, UnicodeError):
+        return InvalidRequest([FieldError("body", "is not base64-encoded UTF-8 text")], status=400)
+    return too_large if len(decoded) > MAX_BODY_BYTES else None
+
+
+def _content_type_error(event: Mapping[str, Any]) -> InvalidRequest | None:
+    method = str(event.get("httpMethod") or "").upper()
+    if method not in _BODY_METHODS and not event.get("body"):
+        return None
+    for _, _, value in _headers(event, "content-type"):
+        if value.strip() and media_type(value) != JSON:
+            return InvalidRequest([FieldError("content-type", "must be application/json")], status=415)
+    return None
+
+
+def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer to a request whose body must not be parsed, else None: 413 for a body over
+    MAX_BODY_BYTES (UTF-8 bytes; the decoded bytes of a base64 body), 400 for a base64 body that
+    is not UTF-8 text, 415 for a body that is not JSON (multipart and form bodies included; a
+    request without a Content-Type is read as JSON)."""
+    error = _body_size_error(event) or _content_type_error(event)
+    return error_answer(error) if error else None
+
+
+def normalize_content_type(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with every JSON Content-Type value (any case, any parameters) written as
+    ``application/json``, the only form Powertools recognises; ``event`` itself is not changed."""
+    found = _headers(event, "content-type")
+    if all(value == JSON for _, _, value in found):
+        return event
+    normalized = dict(event)
+    for where in {where for where, _, _ in found}:
+        headers = dict(event.get(where) or {})
+        for key, value in headers.items():
+            if str(key).lower() != "content-type":
+                continue
+            if isinstance(value, list):
+                headers[key] = [JSON if media_type(str(item)) == JSON else item for item in value]
+            elif isinstance(value, str) and media_type(value) == JSON:
+                headers[key] = JSON
+        normalized[where] = headers
+    return normalized
+
+
 def unsupported(event: dict[str, Any]) -> dict[str, Any]:
     """A 400 answer for an event this function does not take (never a crash)."""
-    logger.error("unsupported event shape", extra={"keys": sorted(str(k) for k in event)[:10]})
+    logger.error("unsupported event shape", extra={"keys": sorted(field_name(str(k)) for k in event)[:10]})
     error = ProvisioningError("unsupported event: expected an API Gateway REST proxy, SQS or scheduled event")
     return {"statusCode": 400, "headers": {"Content-Type": JSON}, "body": json.dumps(error.body())}
 
 
 def load_object(body: str | None) -> dict[str, Any]:
-    """A queued message body as a JSON object, or InvalidRequest."""
+    """A queued message body as a JSON object, or InvalidRequest (never retried: a body that
+    cannot be read now never can)."""
     try:
-        data = json.loads(body or "")
-    except json.JSONDecodeError:
-        raise InvalidRequest([FieldError("body", "is not valid JSON")], status=400) from None
+        data = parse_json(body or "")
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest([FieldError("body", exc.msg)], status=400) from None
     if not isinstance(data, dict):
         raise InvalidRequest([FieldError("body", "must be a JSON object")])
     return data
@@ -87,7 +180,7 @@ def validate_body[RequestT: BaseModel](data: dict[str, Any], model: type[Request
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
-        raise InvalidRequest(field_errors([{"loc": e["loc"], "msg": e["msg"]} for e in errors])) from None
+        raise InvalidRequest(error_fields(errors)) from None
 
 
 @dataclass(frozen=True)

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from provisioning.validation import no_personal_data
 
 Provider = Literal["palenca", "trust", "palm", "validic"]
 
 ExternalId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$"),
-    Field(description="Our id for the person (1-128 characters, no spaces).", examples=["u-1"]),
+    AfterValidator(no_personal_data),
+    Field(
+        description=(
+            "Our id for the person (1-128 characters, no spaces). It is the users table's key: ids that "
+            "hold an e-mail address or look like a phone number or a person's name are refused, unless "
+            "the stack's AllowIdentifyingExternalIds is true (Validic refuses them always)."
+        ),
+        examples=["u-1"],
+    ),
 ]
 
 
 class StrictModel(BaseModel):
-    """Unknown fields are rejected, strings are bounded."""
+    """Unknown fields are rejected, strings are bounded, numbers are finite (JSON has no NaN or
+    Infinity, and 1e999 would otherwise be read as infinity)."""
 
-    model_config = ConfigDict(extra="forbid", str_max_length=2048)
+    model_config = ConfigDict(extra="forbid", str_max_length=2048, allow_inf_nan=False)
 
 
 class CreateRequest(StrictModel):

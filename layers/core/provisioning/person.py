@@ -16,7 +16,7 @@ from pydantic import Field, StringConstraints, ValidationError, field_validator
 
 from provisioning.errors import FieldError, InvalidRequest
 from provisioning.models import ExternalId, Provider, StrictModel
-from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text
+from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text, error_fields
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -28,7 +28,9 @@ PROVIDERS: tuple[Provider, ...] = ("palenca", "trust", "palm", "validic")
 
 class Person(StrictModel):
     """One person as our product knows them; every field but ``external_id`` is optional, and
-    ``providers`` (absent: all) lists where they should be provisioned."""
+    ``providers`` (absent: all) lists where they should be provisioned. ``external_id`` follows the
+    rule of every route: by default it must not hold an e-mail address, a phone number or a name
+    (``validation.no_personal_data``); the person's data goes in the other fields."""
 
     external_id: ExternalId
     email: Email | None = None
@@ -80,13 +82,9 @@ def parse_person(data: Any, location: str = "") -> Person:
 
 
 def validation_errors(exc: ValidationError, location: str = "") -> list[FieldError]:
-    """A pydantic error as field errors, without the offending values."""
-    errors = []
-    for err in exc.errors(include_input=False, include_url=False):
-        path = ".".join(str(part) for part in err["loc"]) or "body"
-        message = err["msg"].removeprefix("Value error, ")
-        errors.append(FieldError(f"{location}.{path}" if location else path, message))
-    return errors
+    """A pydantic error as field errors, without the offending values (names taken from the
+    input, such as an unknown key, are bounded and redacted)."""
+    return error_fields(exc.errors(include_input=False, include_url=False), location)
 
 
 def request_for[RequestT: BaseModel](

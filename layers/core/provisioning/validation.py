@@ -1,12 +1,20 @@
-"""Field types shared by provider request models (validated before any provider call)."""
+"""Field types shared by request models, the rule on personal data in ``external_id``, and
+pydantic errors as field errors (bounded, never with the offending values)."""
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints, WithJsonSchema
+
+from provisioning.errors import FieldError
+from provisioning.privacy import field_name
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_PATTERN = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+$"
@@ -65,3 +73,108 @@ def _past_date(value: str) -> str:
 
 DateOfBirth = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_past_date)]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+# -- personal data in ids ---------------------------------------------------------------------------
+# Every pattern below runs in linear time: possessive quantifiers, and classes that cannot overlap.
+
+# An e-mail address anywhere in the id: a character, @, dot-separated labels, an alphabetic TLD.
+_EMAIL_INSIDE = re.compile(r"[^\s@]@(?:[^\s@.]++\.)++[A-Za-z]{2}")
+# Digits with phone punctuation only (e.g. 555-123-4567, 56-9-1234-5678, +1 555 555 0123).
+_PHONE_CHARS = re.compile(r"\+?[\d\s().-]++")
+# A + followed by 7 or more digits anywhere: an international number (u:+5215512345678).
+_INTERNATIONAL = re.compile(r"\+[0-9]{7}")
+# Only 11 to 15 digits: a phone number with its country code (plain ids of up to 10 digits pass).
+_BARE_PHONE = re.compile(r"[0-9]{11,15}")
+# Capitalized words joined by ., _ or - (John.Doe, Maria_Lopez, Ana-Perez).
+_NAME_LIKE = re.compile(r"[A-Z][a-z]++(?:[._-][A-Z][a-z]++)++")
+
+ALLOW_IDENTIFYING_ENV = "ALLOW_IDENTIFYING_EXTERNAL_IDS"
+_allowed_override: ContextVar[bool | None] = ContextVar("allow_identifying_external_ids", default=None)
+
+
+def _phone_like(value: str) -> bool:
+    """Digits with phone punctuation (or a leading +) and 9 to 15 digits; a bare run of 11 to 15
+    digits; or a + followed by 7 or more digits anywhere. Plain numeric ids of up to 10 digits pass."""
+    if _INTERNATIONAL.search(value) or _BARE_PHONE.fullmatch(value):
+        return True
+    if not _PHONE_CHARS.fullmatch(value):
+        return False
+    digits = sum(c.isdigit() for c in value)
+    punctuated = value.startswith("+") or any(c in " ().-" for c in value)
+    return punctuated and 9 <= digits <= 15
+
+
+def identifying_reason(value: str) -> str | None:
+    """Why an id would reveal who the person is (an e-mail address anywhere in it, a phone number,
+    a person's name), or None."""
+    if "@" in value and _EMAIL_INSIDE.search(value):
+        return "looks like it holds an e-mail address"
+    if _phone_like(value):
+        return "looks like a phone number"
+    if _NAME_LIKE.fullmatch(value):
+        return "looks like a person's name"
+    return None
+
+
+def identifying_ids_allowed() -> bool:
+    """Whether ids that look like personal data are accepted (Validic refuses them regardless):
+    ``ALLOW_IDENTIFYING_EXTERNAL_IDS=true`` (the stack's ``AllowIdentifyingExternalIds``), read at
+    each validation, unless ``allow_identifying_ids`` decides for the current context."""
+    override = _allowed_override.get()
+    if override is not None:
+        return override
+    return os.environ.get(ALLOW_IDENTIFYING_ENV, "").strip().lower() == "true"
+
+
+@contextmanager
+def allow_identifying_ids(allowed: bool) -> Iterator[None]:
+    """Validate with this rule inside the block, whatever the environment says (``provisioner
+    import --allow-identifying-ids``)."""
+    token = _allowed_override.set(allowed)
+    try:
+        yield
+    finally:
+        _allowed_override.reset(token)
+
+
+def no_personal_data(value: str) -> str:
+    """An ``external_id`` becomes the users table's key and is logged: by default it must not
+    look like an e-mail address, a phone number or a name."""
+    if identifying_ids_allowed():
+        return value
+    reason = identifying_reason(value)
+    if reason:
+        raise ValueError(
+            f"{reason}: an external_id must not carry personal data (use an opaque id such as u-42)"
+        )
+    return value
+
+
+# -- pydantic errors as field errors -------------------------------------------------------------
+MAX_FIELD_ERRORS = 20
+
+
+def _path(loc: Sequence[Any], skip_body: bool) -> str:
+    parts = list(loc)
+    if skip_body and parts and parts[0] == "body":
+        parts = parts[1:]
+    # Parts can come from the caller's input (an unknown key, a dict key): bounded and redacted.
+    return ".".join(field_name(p) if isinstance(p, str) else str(p) for p in parts)
+
+
+def error_fields(
+    errors: Sequence[Mapping[str, Any]], location: str = "", skip_body: bool = False
+) -> list[FieldError]:
+    """Pydantic-style errors (``loc``, ``msg``) as field errors, prefixed with ``location``; never
+    the offending values, at most MAX_FIELD_ERRORS of them (then one saying how many more)."""
+    result = []
+    for err in errors[:MAX_FIELD_ERRORS]:
+        path = _path(err.get("loc", ()), skip_body)
+        name = f"{location}.{path}" if location and path else (location or path or "body")
+        message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        result.append(FieldError(name, message))
+    if len(errors) > MAX_FIELD_ERRORS:
+        more = len(errors) - MAX_FIELD_ERRORS
+        result.append(FieldError(location or "body", f"and {more} more invalid fields"))
+    return result
