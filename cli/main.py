@@ -12,7 +12,7 @@ import click
 
 from provisioner_cli.invoke import invoke_function
 from provisioner_cli.local import STATE_FILE, LocalStack, StackState
-from provisioner_cli.stack import resolve_target, target_options
+from provisioner_cli.stack import PROVIDER_QUEUES, resolve_target, target_options
 from provisioner_cli.template import Template
 
 
@@ -53,13 +53,24 @@ def local() -> None:
 @template_option
 @click.option("--aws-port", default=4566, show_default=True)
 @click.option("--sandbox-port", default=4577, show_default=True)
-def local_up(template_path: str, aws_port: int, sandbox_port: int) -> None:
+@click.option(
+    "--hostile",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of provider calls answered with a hostile fault (HTML, cut-off or huge bodies, redirects, "
+    "trickles, hangs, odd Retry-After, personal data in errors); also POST /_sandbox/hostile.",
+)
+def local_up(template_path: str, aws_port: int, sandbox_port: int, hostile: float) -> None:
     """Start the local stack in the foreground (Ctrl-C stops it)."""
     stack = LocalStack(_template(template_path), aws_port=aws_port, sandbox_port=sandbox_port)
     state = stack.start()
     state.save(STATE_FILE)
+    if hostile > 0:
+        stack.sandbox.make_hostile(hostile)
     click.echo(f"AWS endpoint (moto): {state.aws_endpoint}")
-    click.echo(f"provider sandbox:    {state.sandbox_url}")
+    click.echo(
+        f"provider sandbox:    {state.sandbox_url}" + (f" (hostile: {hostile:.0%})" if hostile else "")
+    )
     click.echo(f"state written to {STATE_FILE}; Ctrl-C to stop")
     try:
         while True:
@@ -144,18 +155,73 @@ def links(external_id: str | None, table: str | None, **target: Any) -> None:
     """Show stored provider links: of EXTERNAL_ID, or all of them."""
     from provisioning.store import LinkStore
 
-    stack = resolve_target(**target) if not table else None
-    if stack is not None:
-        client, table = stack.client("dynamodb"), stack.users_table
-    else:
-        import boto3
-
-        client = boto3.client(
-            "dynamodb", endpoint_url=target.get("endpoint_url"), region_name=target.get("region")
-        )
-    store = LinkStore(client, str(table))
+    store = LinkStore(*_users_table(table, target))
     found = store.links_of(external_id) if external_id else store.scan_links()
     print_links(found)
+
+
+@cli.command()
+@click.argument("external_id")
+@click.option("--provider", type=click.Choice(sorted(PROVIDER_QUEUES)), required=True)
+@click.option(
+    "--provider-user-id", help="Link the person to this provider user, found at the provider by hand."
+)
+@click.option(
+    "--not-created", is_flag=True, help="The provider holds no user for this person: let it be created."
+)
+@click.option("--table", help="Users table name (instead of the stack's UsersTable).")
+@target_options
+def resolve(
+    external_id: str,
+    provider: str,
+    provider_user_id: str | None,
+    not_created: bool,
+    table: str | None,
+    **target: Any,
+) -> None:
+    """Settle a person held with ``unknown_outcome``: an earlier create may have reached PROVIDER and
+    no lookup can tell. Check at the provider, then either link the user found there
+    (--provider-user-id) or declare that none exists (--not-created); then redrive the DLQ."""
+    from provisioning.errors import Conflict
+    from provisioning.store import Link, LinkSource, LinkStatus, LinkStore
+
+    if bool(provider_user_id) == not_created:
+        raise click.UsageError("give exactly one of --provider-user-id and --not-created")
+    store = LinkStore(*_users_table(table, target))
+    pending = store.get(provider, external_id)
+    if pending is None or pending.status != LinkStatus.PENDING:
+        state = "not known" if pending is None else "already linked"
+        raise click.ClickException(f"nothing to resolve: {external_id} at {provider} is {state}")
+    if not_created:
+        store.settle(provider, external_id, pending.attempts)
+        click.echo(f"{external_id} at {provider}: marked as not created; a redelivery creates it")
+        return
+    link = Link(
+        external_id=external_id,
+        provider=provider,
+        provider_user_id=provider_user_id,
+        source=LinkSource.RESOLVED,
+        created_at=pending.created_at,
+        attempted_at=pending.attempted_at,
+        attempts=pending.attempts,
+    )
+    try:
+        store.save_link(link)
+    except Conflict as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{external_id} at {provider}: linked to {provider_user_id}; a redelivery answers it")
+
+
+def _users_table(table: str | None, target: dict[str, Any]) -> tuple[Any, str]:
+    stack = resolve_target(**target) if not table else None
+    if stack is not None:
+        return stack.client("dynamodb"), stack.users_table
+    import boto3
+
+    client = boto3.client(
+        "dynamodb", endpoint_url=target.get("endpoint_url"), region_name=target.get("region")
+    )
+    return client, str(table)
 
 
 def print_links(found: list[Any]) -> None:

@@ -86,7 +86,8 @@ def queue_depth(sqs: Any, url: str) -> QueueDepth:
 
 
 def link_counts(dynamodb: Any, table: str) -> dict[str, Counter[str]]:
-    """Links per provider and status: one paginated Scan reading only those two attributes."""
+    """Links per provider and status: one paginated Scan reading only those two attributes (the
+    claims that keep a provider user to one person have no status and are not counted)."""
     counts: dict[str, Counter[str]] = {}
     paginator = dynamodb.get_paginator("scan")
     pages = paginator.paginate(
@@ -96,9 +97,10 @@ def link_counts(dynamodb: Any, table: str) -> dict[str, Counter[str]]:
     )
     for page in pages:
         for item in page.get("Items", []):
+            if "status" not in item:
+                continue
             provider = item.get("provider", {}).get("S", "?")
-            status = item.get("status", {}).get("S", "linked")
-            counts.setdefault(provider, Counter())[status] += 1
+            counts.setdefault(provider, Counter())[item["status"]["S"]] += 1
     return counts
 
 

@@ -59,9 +59,13 @@ class PalmEmulator:
     def without_id(self, body: Any) -> Any:
         return drop_ids(body)
 
-    def seed_user(self, email: str | None = None, phone: str | None = None) -> dict[str, Any]:
+    def seed_user(
+        self, email: str | None = None, phone: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Add a user as if created outside the hub (``metadata``: e.g. ``{"external_id": ...}``)."""
         with self._lock:
-            return self._store({"vault": {"identity.email": email, "identity.phone": phone}})
+            vault = {"identity.email": email, "identity.phone": phone}
+            return self._store({"vault": vault, "metadata": metadata or {}})
 
     def users_with_email(self, email: str) -> list[dict[str, Any]]:
         wanted = _fingerprint(email)

@@ -7,6 +7,7 @@ import base64
 import copy
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ def load_function(
     template: Template, stack: StackState, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[str], Handler]:
     """Load a function's handler as Lambda would (fresh module = fresh container) with the
-    environment template.yaml declares, resolved for the test stack. Returns invoke(event)."""
+    environment template.yaml declares, resolved for the test stack. Returns invoke(event), which
+    fails the test when an invocation runs past the function's timeout."""
 
     def load(logical_id: str) -> Handler:
         env = stack.function_environment(template, logical_id)
@@ -91,9 +93,16 @@ def load_function(
             for key, value in env.items():
                 if key not in OVERRIDDEN and os.environ.get(key) != value:
                     monkeypatch.setenv(key, value)
-            return handler(
+            started = time.monotonic()
+            result = handler(
                 copy.deepcopy(event), LambdaContext(function_name=logical_id, timeout_s=function.timeout)
             )
+            elapsed = time.monotonic() - started
+            # Lambda would have killed this invocation (and, for SQS, its whole batch).
+            assert elapsed < function.timeout, (
+                f"{logical_id} ran {elapsed:.1f} s, past its {function.timeout} s"
+            )
+            return result
 
         return invoke
 

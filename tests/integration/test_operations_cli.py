@@ -349,3 +349,38 @@ def test_links_with_an_explicit_table(use_target, aws):
 
     assert result.exit_code == 0, result.output
     assert "2866" in result.output
+
+
+def test_resolve_links_a_held_person_to_the_user_found_at_the_provider(use_target, aws):
+    store = LinkStore(aws("dynamodb"), use_target.users_table)
+    store.mark_pending("palm", "r-1")  # held: its create's outcome is unknown and palm has no lookup
+
+    result = CliRunner().invoke(cli, ["resolve", "r-1", "--provider", "palm", "--provider-user-id", "usr_9"])
+
+    assert result.exit_code == 0, result.output
+    link = store.get("palm", "r-1")
+    assert (link.status.value, link.source.value, link.provider_user_id) == ("linked", "resolved", "usr_9")
+    taken = CliRunner().invoke(cli, ["resolve", "r-1", "--provider", "palm", "--not-created"])
+    assert taken.exit_code != 0
+    assert "already linked" in taken.output
+
+
+def test_resolve_not_created_lets_the_next_delivery_create_without_holding(use_target, aws):
+    store = LinkStore(aws("dynamodb"), use_target.users_table)
+    store.mark_pending("palm", "r-2")
+
+    result = CliRunner().invoke(cli, ["resolve", "r-2", "--provider", "palm", "--not-created"])
+
+    assert result.exit_code == 0, result.output
+    assert store.mark_pending("palm", "r-2").may_exist is False
+
+
+def test_resolve_refuses_a_provider_user_another_person_holds(use_target, aws):
+    store = LinkStore(aws("dynamodb"), use_target.users_table)
+    store.save_link(Link(external_id="r-3", provider="palm", provider_user_id="usr_7"))
+    store.mark_pending("palm", "r-4")
+
+    result = CliRunner().invoke(cli, ["resolve", "r-4", "--provider", "palm", "--provider-user-id", "usr_7"])
+
+    assert result.exit_code != 0
+    assert "already linked to another person" in result.output

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from provisioning.store import LinkSource, LinkStore
+from provisioning.store import Link, LinkSource, LinkStore
 from tests.conftest import EVENTS, api_event, response_json
 
 FUNCTION = "PalencaListUsersFunction"
@@ -150,3 +150,26 @@ def test_ready_events_work(invoke):
     assert invoke(json.loads((EVENTS / "palenca_list_users" / "schedule_window.json").read_text()))[
         "complete"
     ]
+
+
+def test_sync_never_stores_an_external_id_that_is_personal_data(invoke, palenca, store):
+    palenca.seed_user("ana.perez@example.com")  # created outside the hub, with an e-mail as its id
+    palenca.seed_user("+5215512345678")
+    palenca.seed_user("s-1")
+
+    summary = invoke(_schedule())
+
+    assert {link.external_id for link in store.scan_links()} == {"s-1"}
+    assert summary["skipped_unusable_external_id"] == 2
+    assert "ana.perez" not in json.dumps(summary)
+
+
+def test_sync_never_links_a_palenca_user_another_person_holds(invoke, palenca, store):
+    user = palenca.seed_user("s-2")
+    # A person linked to that Palenca user by hand, under another id: the sync must not add a second.
+    store.save_link(Link(external_id="s-9", provider="palenca", provider_user_id=user.user_id))
+
+    summary = invoke(_schedule())
+
+    assert store.get("palenca", "s-2") is None
+    assert summary["conflicts"] == 1

@@ -52,13 +52,24 @@ def test_repeat_answers_200_without_a_second_create(invoke, sandbox):
 
 
 def test_a_person_palm_already_knows_by_email_is_linked_not_created(invoke, palm, sandbox):
-    existing = palm.seed_user(email=VAULT["identity.email"])
+    existing = palm.seed_user(email=VAULT["identity.email"], metadata={"external_id": "p-1"})
 
     response = invoke(api_event(ROUTE, PERSON))
 
     assert response["statusCode"] == 201
     assert response_json(response)["outcome"] == "linked_existing"
     assert response_json(response)["provider_user_id"] == existing["id"]
+    assert sandbox.count("palm", "POST", "/palm/v1/user") == 0
+
+
+def test_a_palm_user_with_this_email_but_another_external_id_is_a_conflict_not_a_link(invoke, palm, sandbox):
+    palm.seed_user(email=VAULT["identity.email"])  # created outside the hub: nothing says it is p-1
+
+    response = invoke(api_event(ROUTE, PERSON))
+
+    assert response["statusCode"] == 409
+    assert response_json(response)["error"]["code"] == "conflict"
+    assert VAULT["identity.email"] not in response["body"]
     assert sandbox.count("palm", "POST", "/palm/v1/user") == 0
 
 

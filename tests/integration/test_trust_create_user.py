@@ -95,8 +95,8 @@ def test_a_401_refreshes_the_token_once_and_replays(invoke, trust, sandbox):
     assert sandbox.count("trust", "POST", "/trust/users/create") == 3  # 201, 401, 201
 
 
-def test_known_email_links_the_existing_trust_user(invoke, trust):
-    existing = trust.seed_user(PERSON["email"])
+def test_known_email_links_the_existing_trust_user_when_it_is_the_same_person(invoke, trust):
+    existing = trust.seed_user(PERSON["email"], name=PERSON["name"], last_name=PERSON["last_name"])
 
     response = invoke(api_event(ROUTE, PERSON))
 
@@ -105,6 +105,18 @@ def test_known_email_links_the_existing_trust_user(invoke, trust):
     assert body["outcome"] == "linked_existing"
     assert body["provider_user_id"] == str(existing["id"])
     assert len(trust.users_with_email(PERSON["email"])) == 1
+
+
+def test_a_known_email_held_by_a_person_with_other_names_is_a_conflict_not_a_link(invoke, trust, store):
+    trust.seed_user(PERSON["email"], name="Otra", last_name="Persona")
+
+    response = invoke(api_event(ROUTE, PERSON))
+
+    assert response["statusCode"] == 409
+    assert response_json(response)["error"]["code"] == "conflict"
+    assert PERSON["email"] not in response["body"]
+    assert "Otra" not in response["body"]
+    assert store.get("trust", "t-1").status.value == "pending"
 
 
 def test_invalid_queued_body_is_dead_lettered_naming_the_fields(invoke, stack, aws, sandbox):

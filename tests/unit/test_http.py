@@ -17,6 +17,7 @@ from provisioning.errors import (
 )
 from provisioning.http import (
     Deadline,
+    ErrorVocabulary,
     ProviderHttp,
     RetryPolicy,
     Timeouts,
@@ -85,27 +86,44 @@ def _response(status: int, headers: dict[str, str] | None = None) -> requests.Re
 )
 def test_statuses_map_to_hub_errors(status, write, error):
     with pytest.raises(error) as raised:
-        raise_for_status("palm", _response(status), write=write, message="nope")
+        raise_for_status("palm", _response(status), write=write, messages=["nope"])
     assert raised.value.status == status
     assert raised.value.provider == "palm"
 
 
-def test_provider_messages_are_redacted():
+def test_a_providers_free_text_never_travels_only_its_known_messages_and_codes():
+    vocabulary = ErrorVocabulary(messages=frozenset({"User already exist"}), codes=frozenset({"bad_request"}))
     with pytest.raises(ProviderRejected) as raised:
         raise_for_status(
-            "trust", _response(422), write=True, message="user ana@example.com +56912345678 exists"
+            "trust",
+            _response(422),
+            write=True,
+            messages=["Pepa Pérez (PEPA900101MDFRRN09), Calle Falsa 123 exists"],
+            provider_code="Pepa",
+            vocabulary=vocabulary,
         )
-    assert "ana@example.com" not in raised.value.message
-    assert "56912345678" not in raised.value.message
+    assert raised.value.message == "trust rejected the person's data (422)"
+    assert raised.value.provider_code is None
+    with pytest.raises(ProviderRejected) as raised:
+        raise_for_status(
+            "trust",
+            _response(422),
+            write=True,
+            messages=["user already exist"],
+            provider_code="bad_request",
+            vocabulary=vocabulary,
+        )
+    assert raised.value.message == "trust rejected the person's data (422): User already exist"
+    assert raised.value.provider_code == "bad_request"
     assert redact("Bearer abcdefghijklmnop") == "Bearer [redacted]"
 
 
 def test_rate_limit_wait_comes_from_retry_after_or_palenca_reset_header():
     assert retry_after_seconds({"Retry-After": "7"}) == 7
-    assert retry_after_seconds({"X-RateLimit-Reset": "1030"}, now=1000) == 30
+    assert retry_after_seconds({"X-RateLimit-Reset": "1800000030"}, now=1_800_000_000) == 30
     assert retry_after_seconds({}) is None
     with pytest.raises(RateLimited) as raised:
-        raise_for_status("palenca", _response(429, {"Retry-After": "3"}), write=True, message=None)
+        raise_for_status("palenca", _response(429, {"Retry-After": "3"}), write=True)
     assert raised.value.retry_after == 3
     assert raised.value.headers() == {"Retry-After": "3"}
 

@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from provisioning.errors import ProviderAuthFailed, ProviderRejected, ProviderUnavailable, RateLimited
+from provisioning.errors import ProviderAuthFailed, ProviderRejected, RateLimited, UnknownOutcome
 from provisioning.http import ProviderHttp, new_session
 from provisioning.providers.palenca import PalencaClient, PalencaCreateUserRequest, PalencaSecret
 from tests.support import Recorded, recorded_server
@@ -29,7 +29,7 @@ CREATED = {
 
 
 def _client(url: str) -> PalencaClient:
-    return PalencaClient(ProviderHttp("palenca", url, new_session()), lambda: SECRET)
+    return PalencaClient(ProviderHttp("palenca", url, new_session()), lambda refresh=False: SECRET)
 
 
 def test_create_user_sends_key_widget_and_external_id_and_reads_user_id():
@@ -52,7 +52,7 @@ def test_error_envelope_is_read_from_error_or_mistake(field):
     with recorded_server([Recorded(422, body)]) as (url, _), pytest.raises(ProviderRejected) as raised:
         _client(url).create_user("u-1", WIDGET)
 
-    assert "widget_id is invalid" in raised.value.message
+    assert raised.value.message == "palenca rejected the person's data (422)"  # its free text stays behind
     assert raised.value.provider_code == "bad_request"
 
 
@@ -69,10 +69,16 @@ def test_invalid_key_is_an_auth_failure_and_429_carries_the_reset():
     assert raised.value.retry_after > 0
 
 
-def test_success_without_user_id_is_not_taken_for_a_user():
-    with recorded_server([Recorded(200, {"success": True, "error": None, "data": {}})]) as (url, _):
-        with pytest.raises(ProviderUnavailable):
+@pytest.mark.parametrize("data", [{}, None, {"external_id": "u-1"}])
+def test_success_without_user_id_is_an_unknown_outcome_not_a_user(data):
+    with recorded_server([Recorded(200, {"success": True, "error": None, "data": data})]) as (url, _):
+        with pytest.raises(UnknownOutcome):
             _client(url).create_user("u-1", WIDGET)
+
+
+def test_a_created_user_carrying_another_external_id_is_an_unknown_outcome():
+    with recorded_server([Recorded(200, CREATED)]) as (url, _), pytest.raises(UnknownOutcome):
+        _client(url).create_user("u-1", WIDGET)
 
 
 def test_secret_and_request_models_validate():

@@ -35,7 +35,7 @@ SECRET = PalencaSecret(api_key=SecretStr("k"), widget_id="feecb679-a3cc-47ef-8fd
 
 
 def _client(url):
-    return PalencaClient(ProviderHttp("palenca", url, new_session()), lambda: SECRET)
+    return PalencaClient(ProviderHttp("palenca", url, new_session()), lambda refresh=False: SECRET)
 
 
 def test_search_sends_palencas_inverted_window_and_reads_users_and_pagination():
@@ -60,4 +60,5 @@ def test_search_error_with_the_mistake_field():
     }
     with recorded_server([Recorded(422, body)]) as (url, _), pytest.raises(ProviderRejected) as raised:
         _client(url).search_users(date(2022, 12, 31), date(2022, 1, 1))
-    assert "Invalid dates" in raised.value.message
+    assert "Invalid dates" not in raised.value.message  # free text stays behind; the code travels
+    assert raised.value.provider_code == "bad_request"

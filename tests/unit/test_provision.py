@@ -6,11 +6,18 @@ from datetime import datetime
 
 import pytest
 
-from provisioning.errors import ProviderRejected, ProviderUnavailable, RateLimited, UnknownOutcome
+from provisioning.errors import (
+    Conflict,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    UnknownOutcome,
+    UnknownOutcomeHeld,
+)
 from provisioning.http import Deadline, RetryPolicy
 from provisioning.models import CreateRequest, ProviderUser
 from provisioning.provision import Provisioner
-from provisioning.store import LinkSource, LinkStatus, LinkStore
+from provisioning.store import Link, LinkSource, LinkStatus, LinkStore
 
 
 class FakeProvider:
@@ -18,11 +25,15 @@ class FakeProvider:
 
     provider = "fake"
 
-    def __init__(self, script: list[str]) -> None:
+    def __init__(self, script: list[str], lookup: bool = True) -> None:
         self.script = list(script)
         self.users: dict[str, str] = {}
         self.creates = 0
         self.lookups = 0
+        self.lookup = lookup
+
+    def can_look_up(self, request: CreateRequest) -> bool:
+        return self.lookup
 
     def create(self, request: CreateRequest) -> tuple[ProviderUser, LinkSource]:
         self.creates += 1
@@ -137,3 +148,84 @@ def test_a_long_rate_limit_wait_hands_the_record_back_instead_of_sleeping(store)
         _provision(store, provider)
     assert provider.creates == 1
     assert raised.value.retry_after == 40
+
+
+def test_a_lost_answer_without_any_lookup_is_held_not_created_again(store):
+    provider = FakeProvider(["lose"], lookup=False)
+    with pytest.raises(UnknownOutcomeHeld) as held:
+        _provision(store, provider)
+    assert held.value.code == "unknown_outcome"
+    assert not held.value.transient  # a queued record is dead-lettered at once, with this reason
+
+    with pytest.raises(UnknownOutcomeHeld):  # a redelivery or a redrive: still held
+        _provision(store, provider)
+    assert provider.creates == 1
+    assert provider.lookups == 0
+    assert store.get("fake", "p-1").status == LinkStatus.PENDING
+
+
+def test_a_failure_that_sent_nothing_lets_the_next_delivery_create_without_a_lookup(store):
+    provider = FakeProvider(["down"], lookup=False)
+    with pytest.raises(ProviderUnavailable):
+        _provision(store, provider, attempts=1)
+
+    result, _ = _provision(store, provider)
+
+    assert result.outcome == "created"
+    assert provider.lookups == 0
+    assert provider.creates == 2
+
+
+def test_a_crash_after_marking_pending_counts_as_unknown(store):
+    store.mark_pending("fake", "p-1")  # an invocation that died before it could say what happened
+    provider = FakeProvider([])
+
+    result, _ = _provision(store, provider)
+
+    assert result.outcome == "created"
+    assert provider.lookups == 1  # looked up before creating
+
+
+class SharedUser(FakeProvider):
+    """A provider whose lookup and 'already exists' answer find one user whoever asks."""
+
+    def create(self, request):
+        self.creates += 1
+        return ProviderUser(provider_user_id="shared-1"), LinkSource.EXISTING
+
+
+def test_one_provider_user_is_never_linked_to_two_people(store):
+    provider = SharedUser([])
+    first, _ = _provision(store, provider, request_id="p-1")
+
+    with pytest.raises(Conflict) as conflict:
+        _provision(store, provider, request_id="p-2")
+
+    assert first.provider_user_id == "shared-1"
+    assert conflict.value.code == "conflict"
+    assert "p-1" not in conflict.value.message
+    assert store.get("fake", "p-2").status == LinkStatus.PENDING
+    assert store.find_by_provider_user_id("fake", "shared-1").external_id == "p-1"
+
+
+def test_a_link_stored_before_claims_existed_still_blocks_a_second_person(store, aws, stack):
+    legacy = {
+        "external_id": {"S": "p-1"},
+        "provider": {"S": "fake"},
+        "status": {"S": "linked"},
+        "provider_user_id": {"S": "shared-1"},
+    }
+    aws("dynamodb").put_item(TableName=stack.refs["UsersTable"], Item=legacy)
+
+    with pytest.raises(Conflict):
+        _provision(store, SharedUser([]), request_id="p-2")
+
+
+def test_the_claim_and_the_link_are_written_together(store, aws, stack):
+    store.save_link(Link(external_id="p-1", provider="fake", provider_user_id="u-9"))
+
+    with pytest.raises(Conflict):
+        store.save_link(Link(external_id="p-2", provider="fake", provider_user_id="u-9"))
+
+    assert store.get("fake", "p-2") is None  # nothing half-written
+    assert [link.external_id for link in store.scan_links()] == ["p-1"]  # claims are not links

@@ -72,3 +72,45 @@ def test_secret_is_fetched_once_per_cache_period():
         for _ in range(5):
             source.get("p", PalencaSecret)
         assert fetched == ["p"]
+
+
+def test_a_missing_secret_names_the_secret_and_the_reason():
+    with mock_aws():
+        with pytest.raises(ConfigurationError) as raised:
+            SecretSource(max_age=0).get("provisioner/palenca", PalencaSecret)
+    assert raised.value.message == (
+        "secret provisioner/palenca could not be read: it does not exist "
+        "(create it, or fix the function's secret id) (ResourceNotFoundException)"
+    )
+    assert "NoneType" not in raised.value.message
+
+
+def _counting_source(max_age: int = 300) -> tuple[SecretSource, list[str], list[float]]:
+    from aws_lambda_powertools.utilities import parameters
+
+    provider = parameters.SecretsProvider()
+    original_get = provider._get
+    fetched: list[str] = []
+    provider._get = lambda name, **kw: fetched.append(name) or original_get(name, **kw)
+    now = [1000.0]
+    return SecretSource(max_age=max_age, provider=provider, clock=lambda: now[0]), fetched, now
+
+
+def test_a_refresh_bypasses_the_cache_once_for_a_burst_of_refusals():
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        widget = "feecb679-a3cc-47ef-8fd4-600799f12a39"
+        client.create_secret(Name="p", SecretString=json.dumps({"api_key": "old", "widget_id": widget}))
+        source, fetched, now = _counting_source()
+        assert source.get("p", PalencaSecret).api_key.get_secret_value() == "old"
+        client.put_secret_value(
+            SecretId="p", SecretString=json.dumps({"api_key": "new", "widget_id": widget})
+        )
+        now[0] += 1
+
+        assert source.get("p", PalencaSecret).api_key.get_secret_value() == "old"  # cached
+        assert source.get("p", PalencaSecret, refresh=True).api_key.get_secret_value() == "new"
+        for _ in range(5):  # the other records of the batch, refused with the old key
+            assert source.get("p", PalencaSecret, refresh=True).api_key.get_secret_value() == "new"
+
+    assert fetched == ["p", "p"]

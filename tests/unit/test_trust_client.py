@@ -38,7 +38,7 @@ REQUEST = TrustCreateUserRequest(external_id="u-1", email="abeta@example.test", 
 
 
 def _client(url: str, clock=lambda: 1_700_000_000.0) -> TrustClient:
-    return TrustClient(ProviderHttp("trust", url, new_session()), lambda: SECRET, clock=clock)
+    return TrustClient(ProviderHttp("trust", url, new_session()), lambda refresh=False: SECRET, clock=clock)
 
 
 def test_create_fetches_a_client_credentials_token_and_sends_bearer():
@@ -98,7 +98,10 @@ def test_422_user_already_exist_links_the_user_found_by_email():
         "status": True,
         "message": "ok",
         "total": 2,
-        "user": [{"id": 7, "email": "other@example.test"}, {"id": 2866, "email": "ABETA@example.test"}],
+        "user": [
+            {"id": 7, "email": "other@example.test", "name": "Alfa", "last_name": "Beta"},
+            {"id": 2866, "email": "ABETA@example.test", "name": "alfa", "last_name": "BETA"},
+        ],
     }
     answers = [
         Recorded(200, TOKEN),
@@ -110,6 +113,7 @@ def test_422_user_already_exist_links_the_user_found_by_email():
 
     assert (user.provider_user_id, source) == ("2866", LinkSource.EXISTING)
     assert seen[2].path.startswith("/users?search=abeta%40example.test")
+    assert "page=1" in seen[2].path
 
 
 def test_request_validation():

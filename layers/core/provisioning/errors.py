@@ -7,7 +7,8 @@ they may be returned to callers and written to the dead-letter queue.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -83,7 +84,8 @@ class InvalidRequest(ProvisioningError):
 
 
 class Conflict(ProvisioningError):
-    """The same person was already requested with a different payload."""
+    """The same person was already requested with a different payload, or the provider user found
+    for this person provably belongs to someone else (never linked to two people)."""
 
     code = "conflict"
     http_status = 409
@@ -98,15 +100,6 @@ class InProgress(ProvisioningError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "2"}
-
-
-@dataclass
-class ProviderFailure:
-    """Details of a provider answer kept for reports (never the request body)."""
-
-    status: int | None = None
-    provider_code: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ProviderError(ProvisioningError):
@@ -170,12 +163,30 @@ class ProviderTimeout(ProviderError):
 
 
 class UnknownOutcome(ProviderError):
-    """A create was sent but its answer was lost: the person may exist at the provider.
+    """A create was sent but no clean, complete, parseable success came back (lost, cut off, late,
+    redirected, HTML, without the id...): the person may exist at the provider.
 
     It must be reconciled with the provider's lookup before any new create is sent.
     """
 
     code = "provider_unknown_outcome"
+    http_status = 504
+    transient = True
+
+
+class UnknownOutcomeHeld(ProviderError):
+    """An earlier create's outcome is unknown and the provider offers no lookup that could find
+    this person: it is held for an operator, never created a second time."""
+
+    code = "unknown_outcome"
+    http_status = 502
+
+
+class CallNotStarted(ProviderError):
+    """Too little of the invocation is left for one more provider call's full deadline: the call
+    was not sent (a queued record is retried by a later invocation)."""
+
+    code = "provider_timeout"
     http_status = 504
     transient = True
 
@@ -192,6 +203,6 @@ class RateLimited(ProviderError):
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
+        if self.retry_after is None or not math.isfinite(self.retry_after):
             return {}
         return {"Retry-After": str(max(1, round(self.retry_after)))}

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from provisioning import adapters
-from provisioning.errors import InvalidRequest, RateLimited
-from provisioning.http import Deadline
-from provisioning.models import StrictModel
+from provisioning.errors import CallNotStarted, Conflict, InvalidRequest, RateLimited
+from provisioning.http import Deadline, within
+from provisioning.models import ExternalId, StrictModel
 from provisioning.observability import logger, metrics
 from provisioning.providers.palenca import (
     PROVIDER,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 DEFAULT_SYNC_DAYS = 7
+_EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(ExternalId)
 SYNC_PAGE_SIZE = 150
 
 
@@ -105,6 +106,8 @@ class SyncSummary(BaseModel):
     already_linked: int = 0
     conflicts: int = 0
     skipped_without_external_id: int = 0
+    # An external_id this hub would refuse (personal data by default, or not an id): never a table key.
+    skipped_unusable_external_id: int = 0
     complete: bool = True
 
 
@@ -125,9 +128,10 @@ class PalencaSync:
         summary = SyncSummary(start_date=window.start_date, end_date=window.end_date)
         seen: set[str] = set()
         try:
-            self._walk(window, summary, seen, until_known=False)
-            self._walk(window, summary, seen, until_known=True)  # users that arrived during the walk
-        except _OutOfTime:
+            with within(self.deadline):
+                self._walk(window, summary, seen, until_known=False)
+                self._walk(window, summary, seen, until_known=True)  # users that arrived during the walk
+        except (_OutOfTime, CallNotStarted):
             summary.complete = False
             logger.warning("palenca sync stopped before the timeout", extra={"summary": summary.model_dump()})
         return summary
@@ -135,7 +139,7 @@ class PalencaSync:
     def _walk(self, window: DateWindow, summary: SyncSummary, seen: set[str], until_known: bool) -> None:
         page = 1
         while True:
-            if not self.deadline.allows(5.0):
+            if not self.deadline.allows(self.client.call_timeout):
                 raise _OutOfTime
             result = self._page(window, page)
             summary.pages += 1
@@ -156,13 +160,18 @@ class PalencaSync:
                 return self.client.search_users(window.latest, window.earliest, page, SYNC_PAGE_SIZE)
             except RateLimited as exc:
                 wait = exc.retry_after if exc.retry_after is not None else 5.0
-                if not self.deadline.allows(wait + 5.0):
+                if not self.deadline.allows(wait + self.client.call_timeout):
                     raise _OutOfTime from None
                 time.sleep(wait)
 
     def _upsert(self, user: PalencaUser, summary: SyncSummary) -> None:
         if not user.external_id:
             summary.skipped_without_external_id += 1
+            return
+        try:
+            _EXTERNAL_ID.validate_python(user.external_id)
+        except ValidationError:
+            summary.skipped_unusable_external_id += 1
             return
         link = Link(
             external_id=user.external_id,
@@ -171,17 +180,26 @@ class PalencaSync:
             source=LinkSource.SYNCED,
             details={"widget_id": user.widget_id} if user.widget_id else {},
         )
-        stored, wrote = self.store.save_link(link)
+        owner = self.store.owner_of(PROVIDER, user.user_id)
+        if owner is not None and owner != user.external_id:
+            self._conflict(user, summary, "the palenca user is linked to another person")
+            return
+        try:
+            stored, wrote = self.store.save_link(link)
+        except Conflict:
+            self._conflict(user, summary, "the palenca user is linked to another person")
+            return
         if wrote:
             summary.created += 1
         elif stored.provider_user_id == user.user_id:
             summary.already_linked += 1
         else:
-            summary.conflicts += 1
-            logger.warning(
-                "palenca user not linked: the person is linked to another palenca user",
-                extra={"provider_user_id": user.user_id},
-            )
+            self._conflict(user, summary, "the person is linked to another palenca user")
+
+    @staticmethod
+    def _conflict(user: PalencaUser, summary: SyncSummary, why: str) -> None:
+        summary.conflicts += 1
+        logger.warning(f"palenca user not linked: {why}", extra={"provider_user_id": user.user_id})
 
 
 class _OutOfTime(Exception):
@@ -226,8 +244,8 @@ class PalencaListUsersFunction(LambdaFunction):
     def client(self) -> PalencaClient:
         deps = self.deps
 
-        def secret() -> PalencaSecret:
-            return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalencaSecret)
+        def secret(refresh: bool = False) -> PalencaSecret:
+            return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalencaSecret, refresh=refresh)
 
         return PalencaClient(deps.http(PROVIDER), secret)
 

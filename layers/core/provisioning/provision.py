@@ -1,13 +1,19 @@
 """The provisioning engine shared by every create operation.
 
 For one (provider, external_id) it makes sure the person exists once at the provider and is linked
-once in our table:
+once in our table, and that a provider user is never linked to two people:
   1. mark the person pending, in one conditional write that also answers what was stored:
      already linked -> answer without calling the provider;
-  2. pending before (an earlier create's outcome is unknown) -> reconcile with the provider's lookup;
-  3. create, then store the link with a conditional write;
-  4. transient failures are retried with jittered backoff inside the invocation's time; a lost
-     answer is never retried blindly: the next attempt reconciles first.
+  2. an earlier attempt may have created the person (its outcome is unknown) -> reconcile with the
+     provider's lookup first; where no lookup can find this person, hold the record for an operator
+     (``unknown_outcome``) instead of creating a second time;
+  3. create, then store the link and the claim of the provider user in one transaction (a provider
+     user claimed by someone else is a ``conflict``, never a second link);
+  4. transient failures are retried with jittered backoff while the invocation still has room for a
+     whole call; any create without a clean, complete, parseable success is an unknown outcome,
+     never retried blindly: the next attempt reconciles first;
+  5. an attempt that ends knowing nothing was created clears the pending record's unknown flag, so
+     the next one need not reconcile (nor hold).
 """
 
 from __future__ import annotations
@@ -18,13 +24,16 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from provisioning.errors import (
+    Conflict,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
+    ProvisioningError,
     RateLimited,
     UnknownOutcome,
+    UnknownOutcomeHeld,
 )
-from provisioning.http import Deadline, RetryPolicy
+from provisioning.http import Deadline, RetryPolicy, Timeouts, within
 from provisioning.models import CreateRequest, ProviderUser, ProvisionResult
 from provisioning.observability import logger
 from provisioning.store import Link, LinkSource, LinkStatus, LinkStore
@@ -38,11 +47,17 @@ class CreateOperation[RequestT: CreateRequest](Protocol):
     provider: str
 
     def create(self, request: RequestT) -> tuple[ProviderUser, LinkSource]:
-        """Create the person (or, when the provider says it already knows them, find them)."""
+        """Create the person (or, when the provider says it already knows them, find them: only a
+        provider user that provably belongs to this person is returned, else Conflict)."""
+        ...
+
+    def can_look_up(self, request: RequestT) -> bool:
+        """Whether ``find_existing`` can find this person at all (else an unknown outcome is held)."""
         ...
 
     def find_existing(self, request: RequestT, since: datetime) -> ProviderUser | None:
-        """Look the person up after an unknown outcome; ``since`` is when the first create was sent."""
+        """Look the person up after an unknown outcome; ``since`` is when the first create was sent.
+        Only a provider user that provably belongs to this person is returned."""
         ...
 
 
@@ -61,6 +76,7 @@ class Provisioner[RequestT: CreateRequest]:
         sleep: Callable[[float], None] = time.sleep,
         seal: Callable[[dict[str, str]], dict[str, str]] | None = None,
         on_provider_error: Callable[[ProviderError], None] | None = None,
+        call_timeout: float = Timeouts().total,
     ) -> None:
         self.operation = operation
         self.store = store
@@ -68,48 +84,77 @@ class Provisioner[RequestT: CreateRequest]:
         self._sleep = sleep
         self._seal = seal
         self._on_provider_error = on_provider_error
+        self.call_timeout = call_timeout
 
     @property
     def provider(self) -> str:
         return self.operation.provider
 
     def provision(self, request: RequestT, deadline: Deadline) -> ProvisionResult:
-        link = self.store.mark_pending(self.provider, request.external_id)
+        """Provision one person; every provider call starts only while ``deadline`` covers it."""
+        with within(deadline):
+            return self._provision(request, deadline)
+
+    def _provision(self, request: RequestT, deadline: Deadline) -> ProvisionResult:
+        pending = self.store.mark_pending(self.provider, request.external_id)
+        link = pending.link
         if link.status == LinkStatus.LINKED:
             return self._result(link, "already_provisioned")
-        # An earlier attempt left the person pending: its create may have reached the provider.
-        must_reconcile = link.attempts > 1
+        must_reconcile = pending.may_exist  # an earlier create may have reached the provider
+        may_exist = must_reconcile  # whether a create of this person may exist without a link
         first_sent = _parse_time(link.created_at)
 
         attempt = 0
         while True:
             try:
                 if must_reconcile:
+                    if not self.operation.can_look_up(request):
+                        raise UnknownOutcomeHeld(
+                            f"an earlier {self.provider} create's outcome is unknown and {self.provider} "
+                            "offers no lookup for this person: an operator must check before it is retried",
+                            provider=self.provider,
+                        )
                     found = self.operation.find_existing(request, first_sent)
                     if found is not None:
                         return self._link(request, found, LinkSource.RECONCILED, link)
-                    must_reconcile = False
+                    must_reconcile = may_exist = False
                 if attempt > 0:  # a retry: still not linked by a concurrent delivery?
-                    link = self.store.mark_pending(self.provider, request.external_id)
-                    if link.status == LinkStatus.LINKED:
-                        return self._result(link, "already_provisioned")
+                    again = self.store.mark_pending(self.provider, request.external_id)
+                    if again.link.status == LinkStatus.LINKED:
+                        return self._result(again.link, "already_provisioned")
+                    if again.link.attempts != link.attempts + 1:  # another attempt ran meanwhile
+                        must_reconcile = may_exist = must_reconcile or again.may_exist
+                    link = again.link
                 user, source = self.operation.create(request)
+                may_exist = may_exist or source == LinkSource.CREATED
                 return self._link(request, user, source, link)
             except UnknownOutcome as exc:
-                must_reconcile = True
+                must_reconcile = may_exist = True
                 self._note(exc)
-                error: ProviderError = exc
+                error: ProvisioningError = exc
             except RETRYABLE as exc:
                 self._note(exc)
                 error = exc
-            except ProviderError as exc:  # final: rejected input, refused credentials
-                self._note(exc)
+            except UnknownOutcomeHeld:
+                raise  # the pending record keeps its unknown flag: held until an operator decides
+            except (ProviderError, Conflict) as exc:  # final: rejected, refused credentials, conflict
+                if isinstance(exc, ProviderError):
+                    self._note(exc)
+                self._settle(link, may_exist)
+                raise
+            except ProvisioningError:
+                self._settle(link, may_exist)
                 raise
             attempt += 1
             retry_after = error.retry_after if isinstance(error, RateLimited) else None
             delay = self.policy.delay(attempt, retry_after)
             waits_too_long = retry_after is not None and retry_after > self.policy.max_delay
-            if attempt >= self.policy.max_attempts or waits_too_long or not deadline.allows(delay + 1.0):
+            if (
+                attempt >= self.policy.max_attempts
+                or waits_too_long
+                or not deadline.allows(delay + self.call_timeout)
+            ):
+                self._settle(link, may_exist)
                 raise error  # a queued record goes back to SQS (after retry_after, when known)
             logger.info(
                 "retrying provider call",
@@ -122,6 +167,12 @@ class Provisioner[RequestT: CreateRequest]:
             )
             self._sleep(delay)
 
+    def _settle(self, link: Link, may_exist: bool) -> None:
+        """This attempt ends without a link: when it knows no create of this person exists, say so,
+        so the next attempt creates without reconciling (or holding) first."""
+        if not may_exist:
+            self.store.settle(self.provider, link.external_id, link.attempts)
+
     def _note(self, error: ProviderError) -> None:
         if self._on_provider_error is not None:
             self._on_provider_error(error)
@@ -131,6 +182,13 @@ class Provisioner[RequestT: CreateRequest]:
     ) -> ProvisionResult:
         """Store the link, keeping the pending record's history (``pending``: as last written by
         this invocation, so no extra read is needed)."""
+        if source != LinkSource.CREATED:
+            owner = self.store.owner_of(self.provider, user.provider_user_id)
+            if owner is not None and owner != request.external_id:
+                raise Conflict(
+                    f"this {self.provider} user is already linked to another person; not linked",
+                    provider=self.provider,
+                )
         sealed = self._seal(user.sealed) if (self._seal and user.sealed) else {}
         candidate = Link(
             external_id=request.external_id,
@@ -151,6 +209,7 @@ class Provisioner[RequestT: CreateRequest]:
             LinkSource.EXISTING: "linked_existing",
             LinkSource.RECONCILED: "reconciled",
             LinkSource.SYNCED: "linked_existing",
+            LinkSource.RESOLVED: "linked_existing",
         }[source]
         return self._result(stored, outcome)
 

@@ -109,7 +109,11 @@ class Dependencies:
         return SharedRateLimiter(self.dynamodb, self.settings.rate_limit_table, provider, limit)
 
     def http(self, provider: str) -> ProviderHttp:
-        timeouts = Timeouts(self.settings.http_connect_timeout, self.settings.http_read_timeout)
+        timeouts = Timeouts(
+            self.settings.http_connect_timeout,
+            self.settings.http_read_timeout,
+            self.settings.http_call_timeout,
+        )
         limiter = self.limiter(provider)
         return ProviderHttp(
             provider,
@@ -169,12 +173,16 @@ class LambdaFunction:
         return self._context.get_remaining_time_in_millis if self._context else None
 
     def api(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        """An API Gateway REST proxy event: another method than the route's (405), a body that must
+        not be parsed (413, 415, 400) are answered before the resolver; the rest by ``self.app``."""
         if "httpMethod" not in event:
             return adapters.unsupported(event)
         logger.set_correlation_id(
             (event.get("requestContext") or {}).get("requestId") or context.aws_request_id
         )
-        return adapters.precheck(event) or self.app.resolve(event, context)
+        from provisioning import rest
+
+        return rest.answer(self.app, event, context)
 
     def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return self._handler(event, context)
@@ -222,6 +230,7 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
             self.deps.store,
             seal=self.spec.build_sealer(self.deps) if self.spec.build_sealer else None,
             on_provider_error=self._count_provider_error,
+            call_timeout=self.deps.settings.http_call_timeout,
         )
 
     @cached_property

@@ -43,6 +43,9 @@ class Settings(BaseModel):
     secrets_max_age: int = Field(default=300, ge=0, alias="powertools_parameters_max_age")
     http_connect_timeout: float = Field(default=3.05, gt=0)
     http_read_timeout: float = Field(default=10.0, gt=0)
+    # The whole of one provider call (connect, headers, body); a retry starts only while the
+    # invocation has this much time left beyond its margin.
+    http_call_timeout: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("palenca_base_url", "trust_base_url", "palm_base_url", "validic_base_url", mode="after")
     @classmethod

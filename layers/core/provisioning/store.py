@@ -3,23 +3,37 @@
 Key design (one item per person and provider):
   partition key ``external_id``, sort key ``provider``   -> "every provider of one person" is one Query
   GSI ``ByProviderUserId``: ``provider_user_id`` + ``provider`` -> "who is provider id X" is one Query
-A ``pending`` item (no ``provider_user_id``, so absent from the GSI) records that a create was sent
-and its outcome is not yet known; the next attempt reconciles with the provider before creating again.
+A ``pending`` item (no ``provider_user_id``, so absent from the GSI) records that an attempt started;
+its ``unknown`` flag says a create may have been sent without a known outcome, so the next attempt
+reconciles with the provider before creating again (an attempt that ends knowing nothing was
+created clears the flag).
+
+One provider user is never linked to two people: next to each link, a claim item keyed
+``#owner#<provider_user_id>`` + ``provider`` names its owner, written in the same transaction as
+the link, on condition that it is absent or already this person's. Claim keys cannot collide with
+an ``external_id`` (which starts with a letter or digit); claims hold no ``status`` and no
+``provider_user_id`` attribute, so they stay out of link counts and of the GSI.
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
+
+from provisioning.errors import Conflict
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BY_PROVIDER_USER_ID_INDEX = "ByProviderUserId"
+CLAIM_PREFIX = "#owner#"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -35,6 +49,7 @@ class LinkSource(StrEnum):
     EXISTING = "existing"  # the provider already knew the person; we linked them
     RECONCILED = "reconciled"  # an earlier create's answer was lost; found with the provider's lookup
     SYNCED = "synced"  # found by a scheduled sync of the provider's users
+    RESOLVED = "resolved"  # linked by an operator after an outcome no lookup could settle
 
 
 def utc_now() -> str:
@@ -51,6 +66,7 @@ class Link(BaseModel):
     updated_at: str = Field(default_factory=utc_now)
     attempted_at: str | None = None
     attempts: int = 0
+    unknown: bool | None = None  # pending: a create may have been sent without a known outcome
     details: dict[str, Any] = Field(default_factory=dict)
     sealed: dict[str, str] = Field(default_factory=dict)
 
@@ -74,9 +90,7 @@ class LinkStore:
 
     def get(self, provider: str, external_id: str) -> Link | None:
         answer = self._client.get_item(
-            TableName=self._table,
-            Key={"external_id": {"S": external_id}, "provider": {"S": provider}},
-            ConsistentRead=True,
+            TableName=self._table, Key=_key(provider, external_id), ConsistentRead=True
         )
         item = answer.get("Item")
         return Link.from_item(item) if item else None
@@ -100,27 +114,28 @@ class LinkStore:
         items = answer.get("Items", [])
         return Link.from_item(items[0]) if items else None
 
-    def mark_pending(self, provider: str, external_id: str) -> Link:
-        """Record that a create is about to be sent, in one conditional write that also tells what
-        was there: the pending link as now stored (``attempts`` > 1 when an earlier create may have
-        been sent), or, unchanged, the link of a person already linked (status ``linked``)."""
+    def mark_pending(self, provider: str, external_id: str) -> Pending:
+        """Record that an attempt starts (it may send a create), in one conditional write that also
+        tells what was there: the person's link when already linked (left unchanged), or the pending
+        record as now stored and whether an earlier attempt may have created the person."""
         now = utc_now()
         try:
             answer = self._client.update_item(
                 TableName=self._table,
-                Key={"external_id": {"S": external_id}, "provider": {"S": provider}},
+                Key=_key(provider, external_id),
                 UpdateExpression=(
-                    "SET #status = :pending, attempted_at = :now, updated_at = :now, "
+                    "SET #status = :pending, attempted_at = :now, updated_at = :now, #unknown = :true, "
                     "created_at = if_not_exists(created_at, :now) ADD attempts :one"
                 ),
                 ConditionExpression="attribute_not_exists(#status) OR #status = :pending",
-                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeNames={"#status": "status", "#unknown": "unknown"},
                 ExpressionAttributeValues={
                     ":pending": {"S": LinkStatus.PENDING.value},
                     ":now": {"S": now},
                     ":one": {"N": "1"},
+                    ":true": {"BOOL": True},
                 },
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self._client.exceptions.ConditionalCheckFailedException as exc:
@@ -129,27 +144,99 @@ class LinkStore:
                 linked = self.get(provider, external_id)
                 if linked is None:
                     raise
-                return linked
-            return Link.from_item(item)
-        return Link.from_item(answer["Attributes"])
+                return Pending(linked, may_exist=False)
+            return Pending(Link.from_item(item), may_exist=False)
+        old = Link.from_item(answer["Attributes"]) if answer.get("Attributes") else None
+        link = Link(
+            external_id=external_id,
+            provider=provider,
+            status=LinkStatus.PENDING,
+            created_at=old.created_at if old else now,
+            updated_at=now,
+            attempted_at=now,
+            attempts=(old.attempts if old else 0) + 1,
+            unknown=True,
+        )
+        # A pending record written before the flag existed counts as unknown.
+        return Pending(link, may_exist=old is not None and old.unknown is not False)
+
+    def settle(self, provider: str, external_id: str, attempts: int) -> None:
+        """The attempt numbered ``attempts`` ended knowing no create of it (or of an earlier one)
+        exists: the next attempt need not reconcile first. Skipped if another attempt has started."""
+        # On failure the flag stays set: the next attempt reconciles first, which is always safe.
+        with contextlib.suppress(ClientError):
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(provider, external_id),
+                UpdateExpression="SET #unknown = :false, updated_at = :now",
+                ConditionExpression="#status = :pending AND attempts = :attempts",
+                ExpressionAttributeNames={"#status": "status", "#unknown": "unknown"},
+                ExpressionAttributeValues={
+                    ":false": {"BOOL": False},
+                    ":now": {"S": utc_now()},
+                    ":pending": {"S": LinkStatus.PENDING.value},
+                    ":attempts": {"N": str(attempts)},
+                },
+            )
+
+    def owner_of(self, provider: str, provider_user_id: str) -> str | None:
+        """The external_id a provider user is linked to, if any (its claim, or a link stored before
+        claims existed, found through the GSI)."""
+        claim = self._client.get_item(
+            TableName=self._table, Key=_claim_key(provider, provider_user_id), ConsistentRead=True
+        ).get("Item")
+        if claim:
+            return str(claim["owner"]["S"])
+        linked = self.find_by_provider_user_id(provider, provider_user_id)
+        return linked.external_id if linked else None
 
     def save_link(self, link: Link) -> tuple[Link, bool]:
-        """Write a linked person unless one is already linked. Returns the stored link and
-        whether this call wrote it (False: someone else linked this person first)."""
-        link = link.model_copy(update={"status": LinkStatus.LINKED, "updated_at": utc_now()})
+        """Write a linked person unless one is already linked, together with the claim of its
+        provider user. Returns the stored link and whether this call wrote it (False: someone else
+        linked this person first). Raises Conflict when the provider user is another person's."""
+        user_id = link.provider_user_id
+        assert user_id, "a link needs the provider's id"
+        link = link.model_copy(update={"status": LinkStatus.LINKED, "updated_at": utc_now(), "unknown": None})
+        claim = {
+            **_claim_key(link.provider, user_id),
+            "owner": {"S": link.external_id},
+            "created_at": {"S": link.updated_at},
+        }
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=link.to_item(),
-                ConditionExpression="attribute_not_exists(#status) OR #status = :pending",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":pending": {"S": LinkStatus.PENDING.value}},
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": link.to_item(),
+                            "ConditionExpression": "attribute_not_exists(#status) OR #status = :pending",
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": {":pending": {"S": LinkStatus.PENDING.value}},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": claim,
+                            "ConditionExpression": "attribute_not_exists(#owner) OR #owner = :me",
+                            "ExpressionAttributeNames": {"#owner": "owner"},
+                            "ExpressionAttributeValues": {":me": {"S": link.external_id}},
+                        }
+                    },
+                ]
             )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            existing = self.get(link.provider, link.external_id)
-            if existing is None:  # pragma: no cover - deleted between the two calls
-                raise
-            return existing, False
+        except self._client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                existing = self.get(link.provider, link.external_id)
+                if existing is not None and existing.status == LinkStatus.LINKED:
+                    return existing, False
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                raise Conflict(
+                    f"this {link.provider} user is already linked to another person; not linked",
+                    provider=link.provider,
+                ) from None
+            raise
         return link, True
 
     def scan_links(self, page_size: int = 200) -> list[Link]:
@@ -157,5 +244,22 @@ class LinkStore:
         links: list[Link] = []
         paginator = self._client.get_paginator("scan")
         for page in paginator.paginate(TableName=self._table, PaginationConfig={"PageSize": page_size}):
-            links.extend(Link.from_item(item) for item in page.get("Items", []))
+            links.extend(Link.from_item(item) for item in page.get("Items", []) if "status" in item)
         return links
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What ``mark_pending`` found: ``link`` (status ``linked``: the person is already linked), and
+    whether an earlier attempt may have created the person without a known outcome."""
+
+    link: Link
+    may_exist: bool
+
+
+def _key(provider: str, external_id: str) -> dict[str, Any]:
+    return {"external_id": {"S": external_id}, "provider": {"S": provider}}
+
+
+def _claim_key(provider: str, provider_user_id: str) -> dict[str, Any]:
+    return _key(provider, f"{CLAIM_PREFIX}{provider_user_id}")

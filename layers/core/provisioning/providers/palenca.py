@@ -7,7 +7,7 @@ documented error example names the error field ``mistake``: both are read).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -15,14 +15,38 @@ from uuid import UUID
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from provisioning.errors import ProviderUnavailable
-from provisioning.http import ProviderHttp, raise_for_status
+from provisioning.http import (
+    ErrorVocabulary,
+    ProviderHttp,
+    SecretGetter,
+    malformed,
+    raise_for_status,
+    read_json,
+    with_fresh_secret,
+)
 from provisioning.models import CreateRequest, ProviderUser
 from provisioning.person import Person
 from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.store import LinkSource
 
 PROVIDER = "palenca"
+
+# Palenca's documented error codes; its messages are free text and never travel.
+VOCABULARY = ErrorVocabulary(
+    codes=frozenset(
+        {
+            "missing_api_key",
+            "invalid_api_key",
+            "bad_request",
+            "platform_error",
+            "platform_unavailable",
+            "service_unavailable",
+            "lambda_error",
+            "request_timeout",
+            "too_many_requests",
+        }
+    )
+)
 
 
 class PalencaSecret(BaseModel):
@@ -87,67 +111,69 @@ class PalencaUserPage(BaseModel):
 
 
 class PalencaClient:
-    def __init__(self, http: ProviderHttp, secret: Callable[[], PalencaSecret]) -> None:
+    def __init__(self, http: ProviderHttp, secret: SecretGetter[PalencaSecret]) -> None:
         self._http = http
         self._secret = secret
 
-    def _headers(self) -> dict[str, str]:
-        return {"x-api-key": self._secret().api_key.get_secret_value(), "Content-Type": "application/json"}
+    @property
+    def call_timeout(self) -> float:
+        return self._http.call_timeout
+
+    def _post(self, path: str, body: dict[str, Any], *, write: bool) -> requests.Response:
+        def send(secret: PalencaSecret) -> requests.Response:
+            headers = {"x-api-key": secret.api_key.get_secret_value(), "Content-Type": "application/json"}
+            return self._http.send("POST", path, write=write, json=body, headers=headers)
+
+        return with_fresh_secret(self._secret, send)
 
     def _envelope(self, response: requests.Response, *, write: bool) -> PalencaEnvelope:
         try:
-            envelope = PalencaEnvelope.model_validate(response.json())
+            envelope: PalencaEnvelope | None = PalencaEnvelope.model_validate(read_json(response))
         except (ValueError, ValidationError):
             envelope = None
         problem = envelope.problem if envelope else None
-        message = (problem.message or problem.error_code or problem.code) if problem else None
         code = (problem.error_code or problem.code) if problem else None
-        raise_for_status(PROVIDER, response, write=write, message=message, provider_code=code)
+        raise_for_status(PROVIDER, response, write=write, provider_code=code, vocabulary=VOCABULARY)
         if envelope is None or not envelope.success:
-            raise ProviderUnavailable(
-                "palenca answered without a success envelope", provider=PROVIDER, status=response.status_code
+            raise malformed(
+                PROVIDER, "a body without a success envelope", write=write, status=response.status_code
             )
         return envelope
 
     def create_user(self, external_id: str, widget_id: UUID) -> PalencaUser:
-        response = self._http.send(
-            "POST",
-            "/v1/users",
-            write=True,
-            json={"external_id": external_id, "widget_id": str(widget_id)},
-            headers=self._headers(),
-        )
+        body = {"external_id": external_id, "widget_id": str(widget_id)}
+        response = self._post("/v1/users", body, write=True)
         envelope = self._envelope(response, write=True)
         try:
-            return PalencaUser.model_validate(envelope.data)
+            user = PalencaUser.model_validate(envelope.data)
         except ValidationError:
-            raise ProviderUnavailable(
-                "palenca answered without data.user_id", provider=PROVIDER, status=response.status_code
+            raise malformed(
+                PROVIDER, "a success envelope without data.user_id", write=True, status=response.status_code
             ) from None
+        if user.external_id is not None and user.external_id != external_id:
+            raise malformed(
+                PROVIDER, "a user carrying another external_id", write=True, status=response.status_code
+            )
+        return user
 
     def search_users(
         self, start_date: date, end_date: date, page: int = 1, items_per_page: int = 100
     ) -> PalencaUserPage:
         """One page of users; ``start_date`` is the latest day, ``end_date`` the earliest."""
-        response = self._http.send(
-            "POST",
-            "/v1/users/search",
-            write=False,
-            json={
-                "start_date": start_date.isoformat(),
-                "end_date": end_date.isoformat(),
-                "options": {"items_per_page": items_per_page, "page": page},
-            },
-            headers=self._headers(),
-        )
+        body = {
+            "start_date": start_date.isoformat(),
+            "end_date": end_date.isoformat(),
+            "options": {"items_per_page": items_per_page, "page": page},
+        }
+        response = self._post("/v1/users/search", body, write=False)
         envelope = self._envelope(response, write=False)
         data = envelope.data if isinstance(envelope.data, dict) else {}
         pagination = envelope.pagination or data.get("pagination")
         try:
             return PalencaUserPage.model_validate({"users": data.get("users", []), "pagination": pagination})
         except ValidationError:
-            raise ProviderUnavailable(
-                "palenca answered a malformed user page", provider=PROVIDER, status=response.status_code
+            raise malformed(
+                PROVIDER, "a malformed user page", write=False, status=response.status_code
             ) from None
 
     def iter_users(
@@ -167,9 +193,12 @@ class PalencaCreateUser:
 
     provider = PROVIDER
 
-    def __init__(self, client: PalencaClient, secret: Callable[[], PalencaSecret]) -> None:
+    def __init__(self, client: PalencaClient, secret: SecretGetter[PalencaSecret]) -> None:
         self._client = client
         self._secret = secret
+
+    def can_look_up(self, request: PalencaCreateUserRequest) -> bool:
+        return True  # the users search, matched on external_id
 
     def create(self, request: PalencaCreateUserRequest) -> tuple[ProviderUser, LinkSource]:
         widget_id = request.widget_id or self._secret().widget_id
@@ -196,8 +225,8 @@ def _provider_user(user: PalencaUser, widget_id: UUID | str | None) -> ProviderU
 def build_create_user(deps: Dependencies) -> PalencaCreateUser:
     """The operation, wired to this container's settings, session and cached secret."""
 
-    def secret() -> PalencaSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalencaSecret)
+    def secret(refresh: bool = False) -> PalencaSecret:
+        return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalencaSecret, refresh=refresh)
 
     return PalencaCreateUser(PalencaClient(deps.http(PROVIDER), secret), secret)
 

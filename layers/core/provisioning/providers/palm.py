@@ -1,19 +1,23 @@
 """Palm: typed client (POST /v1/user, POST /v1/user/search) and the create-user operation.
 
 Contract: ../shared/providers/palm-create-user.md and NOTES.md. Palm has no idempotency and does
-not reject duplicates, so a person whose vault holds an email or phone is looked up first and the
-existing user linked. Vault values are personal data: sent to Palm, never stored nor logged.
+not reject duplicates, so a person whose vault holds an email or phone is looked up first (every
+page of the exact, hashed search). A user found is linked only when its ``metadata.external_id`` is
+this person's; a user with this e-mail or phone that belongs to someone else is a conflict for an
+operator, never a link. Vault values are personal data: sent to Palm, never stored nor logged.
 
-Limitation: after a lost answer, a person with neither email nor phone in the vault cannot be found
-again (``metadata.external_id`` is not a search filter); such a record is retried as a new create.
+A person with neither email nor phone in the vault cannot be looked up (``metadata.external_id`` is
+not a search filter): after a create whose outcome is unknown, such a record is held for an operator
+(``unknown_outcome``), never created a second time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
+import requests
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,7 +28,17 @@ from pydantic import (
     field_validator,
 )
 
-from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
+from provisioning.errors import Conflict, ProviderUnavailable
+from provisioning.http import (
+    ErrorVocabulary,
+    ProviderHttp,
+    SecretGetter,
+    error_texts,
+    malformed,
+    parse_answer,
+    raise_for_status,
+    with_fresh_secret,
+)
 from provisioning.models import CreateRequest, ProviderUser, StrictModel
 from provisioning.person import Person
 from provisioning.runtime import CreateUserSpec, Dependencies
@@ -33,6 +47,25 @@ from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text
 
 PROVIDER = "palm"
 MAX_METADATA_KEYS = 50
+SEARCH_PAGE_SIZE = 100
+MAX_SEARCH_PAGES = 20
+
+# RFC 7807 titles Palm answers with; its ``detail`` is free text and never travels.
+VOCABULARY = ErrorVocabulary(
+    messages=frozenset(
+        {
+            "Bad Request",
+            "Unauthorized",
+            "Forbidden",
+            "Not Found",
+            "Conflict",
+            "Unprocessable Entity",
+            "Too Many Requests",
+            "Internal Server Error",
+            "Service Unavailable",
+        }
+    )
+)
 
 
 class PalmSecret(BaseModel):
@@ -125,31 +158,58 @@ class PalmUserList(BaseModel):
 
 
 class PalmClient:
-    def __init__(self, http: ProviderHttp, secret: Callable[[], PalmSecret]) -> None:
+    def __init__(self, http: ProviderHttp, secret: SecretGetter[PalmSecret]) -> None:
         self._http = http
         self._secret = secret
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._secret().api_key.get_secret_value()}"}
+    def _post(self, path: str, body: dict[str, Any], *, write: bool) -> requests.Response:
+        def send(secret: PalmSecret) -> requests.Response:
+            headers = {"Authorization": f"Bearer {secret.api_key.get_secret_value()}"}
+            return self._http.send("POST", path, write=write, json=body, headers=headers)
+
+        response = with_fresh_secret(self._secret, send)
+        messages = error_texts(response, "title")
+        raise_for_status(PROVIDER, response, write=write, messages=messages, vocabulary=VOCABULARY)
+        return response
 
     def create_user(self, body: dict[str, Any]) -> PalmUser:
-        response = self._http.send("POST", "/v1/user", write=True, json=body, headers=self._headers())
-        raise_for_status(PROVIDER, response, write=True, message=error_message(response, "detail", "title"))
-        return parse_answer(PROVIDER, PalmUser, response)
+        response = self._post("/v1/user", body, write=True)
+        user = parse_answer(PROVIDER, PalmUser, response, write=True)
+        written = body.get("metadata", {}).get("external_id")
+        if user.metadata and user.metadata.get("external_id") != written:
+            raise malformed(
+                PROVIDER, "a user carrying another external_id", write=True, status=response.status_code
+            )
+        return user
 
     def search(
-        self, *, email: str | None = None, phone: str | None = None, limit: int = 10
-    ) -> list[PalmUser]:
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        limit: int = SEARCH_PAGE_SIZE,
+        cursor: str | None = None,
+    ) -> PalmUserList:
         query: dict[str, Any] = {"limit": limit}
         if email:
             query["email"] = email
         if phone:
             query["phone"] = phone
-        response = self._http.send(
-            "POST", "/v1/user/search", write=False, json=query, headers=self._headers()
-        )
-        raise_for_status(PROVIDER, response, write=False, message=error_message(response, "detail", "title"))
-        return parse_answer(PROVIDER, PalmUserList, response).data
+        if cursor:
+            query["cursor"] = cursor
+        response = self._post("/v1/user/search", query, write=False)
+        return parse_answer(PROVIDER, PalmUserList, response, write=False)
+
+    def iter_search(self, *, email: str | None = None, phone: str | None = None) -> Iterator[PalmUser]:
+        """Every user of an exact e-mail or phone search, page after page."""
+        cursor: str | None = None
+        for _ in range(MAX_SEARCH_PAGES):
+            page = self.search(email=email, phone=phone, cursor=cursor)
+            yield from page.data
+            if not page.has_more or not page.next_cursor or not page.data:
+                return
+            cursor = page.next_cursor
+        raise ProviderUnavailable("palm search did not end; lookup not finished", provider=PROVIDER)
 
 
 def _provider_user(user: PalmUser) -> ProviderUser:
@@ -168,32 +228,44 @@ class PalmCreateUser:
     def __init__(self, client: PalmClient) -> None:
         self.client = client
 
-    def _lookup(self, request: PalmCreateUserRequest) -> PalmUser | None:
+    def can_look_up(self, request: PalmCreateUserRequest) -> bool:
+        return bool(request.vault.email or request.vault.phone)
+
+    def _found(self, request: PalmCreateUserRequest) -> tuple[PalmUser | None, bool]:
+        """This person's Palm user (its ``metadata.external_id`` is ours), and whether users with
+        this e-mail or phone exist that belong to someone else."""
         vault = request.vault
-        if vault.email:
-            found = self.client.search(email=vault.email)
-            if found:
-                return found[0]
-        if vault.phone:
-            found = self.client.search(phone=vault.phone)
-            if found:
-                return found[0]
-        return None
+        others = False
+        searches = [{"email": vault.email}] if vault.email else []
+        searches += [{"phone": vault.phone}] if vault.phone else []
+        for search in searches:
+            for user in self.client.iter_search(**search):
+                if user.metadata.get("external_id") == request.external_id:
+                    return user, others
+                others = True
+        return None, others
 
     def create(self, request: PalmCreateUserRequest) -> tuple[ProviderUser, LinkSource]:
-        existing = self._lookup(request)
-        if existing is not None:
-            return _provider_user(existing), LinkSource.EXISTING
+        if self.can_look_up(request):
+            mine, others = self._found(request)
+            if mine is not None:
+                return _provider_user(mine), LinkSource.EXISTING
+            if others:
+                raise Conflict(
+                    "palm already holds a user with this person's e-mail or phone for another external_id; "
+                    "not linked",
+                    provider=PROVIDER,
+                )
         return _provider_user(self.client.create_user(request.palm_body())), LinkSource.CREATED
 
     def find_existing(self, request: PalmCreateUserRequest, since: datetime) -> ProviderUser | None:
-        existing = self._lookup(request)
-        return _provider_user(existing) if existing else None
+        mine, _ = self._found(request)
+        return _provider_user(mine) if mine else None
 
 
 def build_create_user(deps: Dependencies) -> PalmCreateUser:
-    def secret() -> PalmSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalmSecret)
+    def secret(refresh: bool = False) -> PalmSecret:
+        return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalmSecret, refresh=refresh)
 
     return PalmCreateUser(PalmClient(deps.http(PROVIDER), secret))
 

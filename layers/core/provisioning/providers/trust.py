@@ -2,23 +2,35 @@
 and the create-user operation.
 
 Contract: ../shared/providers/trust-create-user.md and NOTES.md. Missing fields answer 404
-"Missing params" (final); a known email answers 422 "User already exist", which is not a failure for
-a person we are provisioning: the existing user is found by email and linked.
+"Missing params" (final); a known email answers 422 "User already exist". Trust does not store our
+id, so an existing user is linked only when it provably is this person: the same e-mail (exact, found
+by paging through every search result), the same first and last name (and national id when both
+have one), and no other person holding that Trust user (the store's claim). Anything else is a
+conflict for an operator, never a link to the wrong person.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from provisioning.errors import ProviderRejected, ProviderUnavailable
-from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
+from provisioning.errors import Conflict, ProviderRejected, ProviderUnavailable
+from provisioning.http import (
+    ErrorVocabulary,
+    ProviderHttp,
+    SecretGetter,
+    error_texts,
+    malformed,
+    parse_answer,
+    raise_for_status,
+)
 from provisioning.models import CreateRequest, ProviderUser
 from provisioning.person import Person, require
 from provisioning.runtime import CreateUserSpec, Dependencies
@@ -27,6 +39,13 @@ from provisioning.validation import E164Phone, Email, HttpUrlText, Text
 
 PROVIDER = "trust"
 TOKEN_REFRESH_MARGIN_S = 60
+SEARCH_PAGE_SIZE = 50
+MAX_SEARCH_PAGES = 40  # 2,000 users share a search term: beyond that the lookup gives up (retried)
+
+# The messages Trust documents; anything else it says is free text and never travels.
+VOCABULARY = ErrorVocabulary(
+    messages=frozenset({"Missing params", "User already exist", "Unauthorized", "invalid_client"})
+)
 
 
 class TrustSecret(BaseModel):
@@ -71,6 +90,10 @@ class TrustUser(BaseModel):
 
     id: int | str
     email: str | None = None
+    # Identity, held in memory only to tell whether a user found by e-mail is this person.
+    name: str | None = None
+    last_name: str | None = None
+    dni: str | None = None
     status: bool | None = None
     confirmed: bool | None = None
     company_uid: str | None = None
@@ -90,7 +113,7 @@ class TrustAnswer(BaseModel):
 
 class TrustClient:
     def __init__(
-        self, http: ProviderHttp, secret: Callable[[], TrustSecret], clock: Callable[[], float] = time.time
+        self, http: ProviderHttp, secret: SecretGetter[TrustSecret], clock: Callable[[], float] = time.time
     ):
         self._http = http
         self._secret = secret
@@ -100,25 +123,32 @@ class TrustClient:
         self.token_requests = 0
 
     # -- token -------------------------------------------------------------------------------------
+    def _request_token(self, secret: TrustSecret) -> requests.Response:
+        self.token_requests += 1
+        return self._http.send(
+            "POST",
+            "/oauth/token/",
+            write=False,
+            json={
+                "client_id": secret.client_id,
+                "client_secret": secret.client_secret.get_secret_value(),
+                "grant_type": "client_credentials",
+            },
+        )
+
     def _access_token(self, force: bool = False) -> str:
         with self._lock:
             now = self._clock()
             if not force and self._token and now < self._token[1] - TOKEN_REFRESH_MARGIN_S:
                 return self._token[0]
             secret = self._secret()
-            response = self._http.send(
-                "POST",
-                "/oauth/token/",
-                write=False,
-                json={
-                    "client_id": secret.client_id,
-                    "client_secret": secret.client_secret.get_secret_value(),
-                    "grant_type": "client_credentials",
-                },
-            )
-            self.token_requests += 1
-            raise_for_status(PROVIDER, response, write=False, message=error_message(response, "message"))
-            token = parse_answer(PROVIDER, TrustToken, response)
+            response = self._request_token(secret)
+            if response.status_code in (401, 403):  # the client secret may have been rotated
+                fresh = self._secret(refresh=True)
+                if fresh != secret:
+                    response = self._request_token(fresh)
+            self._raise_for_status(response, write=False)
+            token = parse_answer(PROVIDER, TrustToken, response, write=False)
             self._token = (token.access_token.get_secret_value(), now + token.expires_in)
             return self._token[0]
 
@@ -134,28 +164,65 @@ class TrustClient:
             )
         return response
 
+    @staticmethod
+    def _raise_for_status(response: requests.Response, *, write: bool) -> None:
+        messages = error_texts(response, "message", "error")
+        raise_for_status(PROVIDER, response, write=write, messages=messages, vocabulary=VOCABULARY)
+
     # -- operations --------------------------------------------------------------------------------
     def create_user(self, body: dict[str, Any]) -> TrustUser:
         response = self._send("POST", "/users/create", write=True, json=body)
-        raise_for_status(PROVIDER, response, write=True, message=error_message(response, "message"))
-        answer = parse_answer(PROVIDER, TrustAnswer, response)
+        self._raise_for_status(response, write=True)
+        answer = parse_answer(PROVIDER, TrustAnswer, response, write=True)
         if not isinstance(answer.user, TrustUser):
-            raise ProviderUnavailable("trust answered without the created user", provider=PROVIDER)
+            raise malformed(
+                PROVIDER, "a success without the created user", write=True, status=response.status_code
+            )
         return answer.user
 
-    def search(self, term: str, per_page: int = 20) -> list[TrustUser]:
-        response = self._send(
-            "GET", "/users", write=False, params={"search": term, "per_page": str(per_page)}
+    def search(self, term: str, page: int = 1, per_page: int = SEARCH_PAGE_SIZE) -> TrustAnswer:
+        params = {"search": term, "page": str(page), "per_page": str(per_page)}
+        response = self._send("GET", "/users", write=False, params=params)
+        self._raise_for_status(response, write=False)
+        return parse_answer(PROVIDER, TrustAnswer, response, write=False)
+
+    def iter_search(self, term: str) -> Iterator[TrustUser]:
+        """Every user Trust's (substring) search returns for ``term``, page after page."""
+        seen = 0
+        for page in range(1, MAX_SEARCH_PAGES + 1):
+            answer = self.search(term, page)
+            users = answer.user if isinstance(answer.user, list) else [answer.user] if answer.user else []
+            yield from users
+            seen += len(users)
+            if (
+                not users
+                or len(users) < SEARCH_PAGE_SIZE
+                or (answer.total is not None and seen >= answer.total)
+            ):
+                return
+        raise ProviderUnavailable(
+            f"trust search matched over {MAX_SEARCH_PAGES * SEARCH_PAGE_SIZE} users; lookup not finished",
+            provider=PROVIDER,
         )
-        raise_for_status(PROVIDER, response, write=False, message=error_message(response, "message"))
-        users = parse_answer(PROVIDER, TrustAnswer, response).user
-        if users is None:
-            return []
-        return users if isinstance(users, list) else [users]
 
     def find_by_email(self, email: str) -> TrustUser | None:
         wanted = email.casefold()
-        return next((u for u in self.search(email) if (u.email or "").casefold() == wanted), None)
+        return next((u for u in self.iter_search(email) if (u.email or "").casefold() == wanted), None)
+
+
+def _normalized(text: str | None) -> str:
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).casefold().split())
+
+
+def is_same_person(user: TrustUser, request: TrustCreateUserRequest) -> bool:
+    """Whether a Trust user found by e-mail is this person: the same first and last name (accents,
+    case and spacing aside) and, when both have one, the same national id."""
+    if _normalized(user.name) != _normalized(request.name):
+        return False
+    if _normalized(user.last_name) != _normalized(request.last_name):
+        return False
+    return not (user.dni and request.dni and _normalized(user.dni) != _normalized(request.dni))
 
 
 def _provider_user(user: TrustUser) -> ProviderUser:
@@ -176,25 +243,38 @@ class TrustCreateUser:
     def __init__(self, client: TrustClient) -> None:
         self.client = client
 
+    def can_look_up(self, request: TrustCreateUserRequest) -> bool:
+        return True  # the users search, matched on the exact e-mail
+
     def create(self, request: TrustCreateUserRequest) -> tuple[ProviderUser, LinkSource]:
         try:
             return _provider_user(self.client.create_user(request.trust_body())), LinkSource.CREATED
         except ProviderRejected as exc:
             if exc.status != 422:
                 raise
-            existing = self.client.find_by_email(request.email)
+            existing = self._find(request)
             if existing is None:
                 raise
-            return _provider_user(existing), LinkSource.EXISTING
+            return existing, LinkSource.EXISTING
 
     def find_existing(self, request: TrustCreateUserRequest, since: datetime) -> ProviderUser | None:
+        return self._find(request)
+
+    def _find(self, request: TrustCreateUserRequest) -> ProviderUser | None:
         existing = self.client.find_by_email(request.email)
-        return _provider_user(existing) if existing else None
+        if existing is None:
+            return None
+        if not is_same_person(existing, request):
+            raise Conflict(
+                "trust already holds this e-mail address for a person with other identity data; not linked",
+                provider=PROVIDER,
+            )
+        return _provider_user(existing)
 
 
 def build_create_user(deps: Dependencies) -> TrustCreateUser:
-    def secret() -> TrustSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), TrustSecret)
+    def secret(refresh: bool = False) -> TrustSecret:
+        return deps.secrets.get(deps.settings.secret_id(PROVIDER), TrustSecret, refresh=refresh)
 
     return TrustCreateUser(TrustClient(deps.http(PROVIDER), secret))
 

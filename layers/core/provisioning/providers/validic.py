@@ -10,11 +10,11 @@ a credential: it is encrypted with KMS (``TOKEN_KMS_KEY_ID``) before it is store
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import requests
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,8 +24,18 @@ from pydantic import (
     field_validator,
 )
 
+from provisioning import validation
 from provisioning.errors import ConfigurationError, ProviderRejected
-from provisioning.http import ProviderHttp, error_message, parse_answer, raise_for_status
+from provisioning.http import (
+    ErrorVocabulary,
+    ProviderHttp,
+    SecretGetter,
+    error_texts,
+    malformed,
+    parse_answer,
+    raise_for_status,
+    with_fresh_secret,
+)
 from provisioning.models import CreateRequest, ProviderUser, StrictModel
 from provisioning.person import Person
 from provisioning.runtime import CreateUserSpec, Dependencies
@@ -34,29 +44,19 @@ from provisioning.store import LinkSource
 
 PROVIDER = "validic"
 
-_EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
-_PHONE_CHARS = re.compile(r"^\+?[\d\s().-]+$")
-
-
-def _phone_like(uid: str) -> bool:
-    """Digits with phone punctuation (or a leading +), 9 to 15 digits: plain numeric ids pass."""
-    digits = sum(c.isdigit() for c in uid)
-    punctuated = uid.startswith("+") or any(c in " ().-" for c in uid)
-    return bool(_PHONE_CHARS.match(uid)) and punctuated and 9 <= digits <= 15
-
-
-_NAME_LIKE = re.compile(r"^[A-Z][a-z]+(?:[._-][A-Z][a-z]+)+$")
+# The messages Validic v1 documents; anything else it says is free text and never travels.
+VOCABULARY = ErrorVocabulary(
+    messages=frozenset(
+        {"User already exists", "Conflict", "Unprocessable Entity", "Unauthorized", "Invalid access token"}
+    )
+)
 
 
 def identifying_reason(uid: str) -> str | None:
-    """Why a uid would reveal who the person is, or None. Validic forbids identifying uids."""
-    if _EMAIL_LIKE.match(uid):
-        return "looks like an e-mail address; Validic forbids identifying information in uid"
-    if _phone_like(uid):
-        return "looks like a phone number; Validic forbids identifying information in uid"
-    if _NAME_LIKE.match(uid):
-        return "looks like a person's name; Validic forbids identifying information in uid"
-    return None
+    """Why a uid would reveal who the person is, or None. Validic forbids identifying uids, whatever
+    the stack's AllowIdentifyingExternalIds says (the rule is ``validation.identifying_reason``)."""
+    reason = validation.identifying_reason(uid)
+    return f"{reason}; Validic forbids identifying information in uid" if reason else None
 
 
 class ValidicSecret(BaseModel):
@@ -89,12 +89,14 @@ class ValidicProvisionUserRequest(CreateRequest):
 
     profile: ValidicProfile | None = None
 
-    @field_validator("external_id")
+    @field_validator("external_id", mode="before")
     @classmethod
-    def _not_identifying(cls, value: str) -> str:
-        reason = identifying_reason(value)
-        if reason:
-            raise ValueError(reason)
+    def _not_identifying(cls, value: Any) -> Any:
+        # Before the shared external_id rule: the answer then says why Validic refuses the id.
+        if isinstance(value, str) and len(value) <= 128:
+            reason = identifying_reason(value)
+            if reason:
+                raise ValueError(reason)
         return value
 
 
@@ -119,29 +121,44 @@ class ValidicUsers(BaseModel):
 
 
 class ValidicClient:
-    def __init__(self, http: ProviderHttp, secret: Callable[[], ValidicSecret]) -> None:
+    def __init__(self, http: ProviderHttp, secret: SecretGetter[ValidicSecret]) -> None:
         self._http = http
         self._secret = secret
 
-    def _path(self) -> str:
-        return f"/v1/organizations/{self._secret().organization_id}/users.json"
+    @staticmethod
+    def _path(secret: ValidicSecret) -> str:
+        return f"/v1/organizations/{secret.organization_id}/users.json"
+
+    @staticmethod
+    def _raise_for_status(response: requests.Response, *, write: bool) -> None:
+        messages = error_texts(response, "errors", "message")
+        raise_for_status(PROVIDER, response, write=write, messages=messages, vocabulary=VOCABULARY)
 
     def provision(self, uid: str, profile: dict[str, Any] | None) -> ValidicUser:
         user: dict[str, Any] = {"uid": uid}
         if profile:
             user["profile"] = profile
-        body = {"user": user, "access_token": self._secret().access_token.get_secret_value()}
-        response = self._http.send("POST", self._path(), write=True, json=body)
-        raise_for_status(PROVIDER, response, write=True, message=error_message(response, "errors", "message"))
-        return parse_answer(PROVIDER, ValidicCreated, response).user
+
+        def send(secret: ValidicSecret) -> requests.Response:
+            body = {"user": user, "access_token": secret.access_token.get_secret_value()}
+            return self._http.send("POST", self._path(secret), write=True, json=body)
+
+        response = with_fresh_secret(self._secret, send)
+        self._raise_for_status(response, write=True)
+        created = parse_answer(PROVIDER, ValidicCreated, response, write=True).user
+        if created.uid is not None and created.uid != uid:
+            raise malformed(PROVIDER, "a user carrying another uid", write=True, status=response.status_code)
+        return created
 
     def find(self, uid: str) -> ValidicUser | None:
-        params = {"access_token": self._secret().access_token.get_secret_value(), "uid": uid}
-        response = self._http.send("GET", self._path(), write=False, params=params)
-        raise_for_status(
-            PROVIDER, response, write=False, message=error_message(response, "errors", "message")
-        )
-        return next((u for u in parse_answer(PROVIDER, ValidicUsers, response).users if u.uid == uid), None)
+        def send(secret: ValidicSecret) -> requests.Response:
+            params = {"access_token": secret.access_token.get_secret_value(), "uid": uid}
+            return self._http.send("GET", self._path(secret), write=False, params=params)
+
+        response = with_fresh_secret(self._secret, send)
+        self._raise_for_status(response, write=False)
+        users = parse_answer(PROVIDER, ValidicUsers, response, write=False).users
+        return next((u for u in users if u.uid == uid), None)
 
 
 def _provider_user(user: ValidicUser) -> ProviderUser:
@@ -154,6 +171,9 @@ class ValidicProvisionUser:
 
     def __init__(self, client: ValidicClient) -> None:
         self.client = client
+
+    def can_look_up(self, request: ValidicProvisionUserRequest) -> bool:
+        return True  # the users lookup by uid
 
     def create(self, request: ValidicProvisionUserRequest) -> tuple[ProviderUser, LinkSource]:
         profile = request.profile.model_dump(exclude_none=True) if request.profile else None
@@ -173,8 +193,8 @@ class ValidicProvisionUser:
 
 
 def build_create_user(deps: Dependencies) -> ValidicProvisionUser:
-    def secret() -> ValidicSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), ValidicSecret)
+    def secret(refresh: bool = False) -> ValidicSecret:
+        return deps.secrets.get(deps.settings.secret_id(PROVIDER), ValidicSecret, refresh=refresh)
 
     return ValidicProvisionUser(ValidicClient(deps.http(PROVIDER), secret))
 
