@@ -3,7 +3,8 @@
 Creates one person at all four providers through API Gateway events, a batch per provider through
 SQS (sent to the queue and polled like Lambda's event source mapping, with one malformed message),
 publishes UserSignedUp events to the signup bus (routed by rule to the provider queues), runs the
-scheduled Palenca sync, and prints the stored links and the dead-letter queue. Every
+scheduled Palenca sync, lets providers misbehave (an HTML answer after a committed create, a shared
+e-mail address, redirects to another host), and prints the stored links and the dead-letter queue. Every
 invocation runs in a fresh process, as ``provisioner invoke`` does.
 """
 
@@ -71,18 +72,54 @@ class Demo:
             raise click.ClickException(f"{function_id} failed: {outcome.error}\n{outcome.logs}")
         return outcome.result
 
-    def api(self, function_id: str, folder: str, external_id: str) -> None:
+    def api(
+        self,
+        function_id: str,
+        folder: str,
+        external_id: str,
+        expect: tuple[int, ...] = (200, 201),
+        **body: Any,
+    ) -> dict[str, Any]:
         event = json.loads((self.template.root / "events" / folder / "api.json").read_text())
-        body = json.loads(event["body"])
-        body["external_id"] = external_id
-        event["body"] = json.dumps(body)
+        event["body"] = json.dumps({**json.loads(event["body"]), **body, "external_id": external_id})
         result = self.invoke(function_id, event)
-        answer = json.loads(result["body"])
-        shown = answer.get("provider_user_id") or answer.get("error")
+        answer: dict[str, Any] = json.loads(result["body"])
+        error = answer.get("error") or {}
+        shown = answer.get("provider_user_id") or f"{error.get('code')}: {error.get('message')}"
         click.echo(
             f"  POST {event['path']:<16} -> {result['statusCode']} {answer.get('outcome', '')} {shown}"
         )
-        self.ok &= result["statusCode"] in (200, 201)
+        self.ok &= result["statusCode"] in expect
+        return answer
+
+    def bad_day(self, stack: LocalStack) -> None:
+        """Providers misbehaving as real ones do: the hub neither duplicates nor links the wrong person."""
+        sandbox = stack.sandbox
+        click.echo("  palenca creates the user, then answers an HTML error page instead of JSON:")
+        sandbox.script_fault("palenca", "POST", "/palenca/v1/users", "html", html_status=502)
+        answer = self.api("PalencaCreateUserFunction", "palenca_create_user", "badday-1", expect=(201,))
+        held = len(sandbox.emulators["palenca"].users_with_external_id("badday-1"))  # type: ignore[attr-defined]
+        click.echo(f"    looked up before creating again: palenca holds {held} user for badday-1")
+        self.ok &= answer.get("outcome") == "reconciled" and held == 1
+
+        click.echo("  a second person with batch-1's e-mail address at trust (same names, another id):")
+        self.api(
+            "TrustCreateUserFunction",
+            "trust_create_user",
+            "badday-2",
+            expect=(409,),
+            email="person1@example.test",
+            name="Demo",
+            last_name="Person1",
+        )
+
+        click.echo("  validic redirects every create to another host:")
+        validic_users = "/validic/v1/organizations/sandbox-org/users.json"
+        sandbox.script_fault("validic", "POST", validic_users, "redirect", count=20)
+        self.api("ValidicProvisionUserFunction", "validic_provision_user", "badday-3", expect=(504,))
+        stolen = len(sandbox.thief.requests)
+        click.echo(f"    requests that reached the other host: {stolen} (the organization token stayed home)")
+        self.ok &= stolen == 0
 
     def batch(self, function_id: str, queue_id: str, bodies: list[Any]) -> None:
         sqs = aws_client(self.state, "sqs")
@@ -158,11 +195,14 @@ def run_demo(template: Template) -> int:
         )
         demo.ok &= summary["created"] == 2
 
+        click.echo("\n5. Providers on a bad day")
+        demo.bad_day(stack)
+
         sqs = aws_client(state, "sqs")
         dead = sqs.receive_message(
             QueueUrl=state.refs["PalencaCreateUserDLQ"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
         ).get("Messages", [])
-        click.echo(f"\n5. Palenca dead-letter queue: {len(dead)} record(s)")
+        click.echo(f"\n6. Palenca dead-letter queue: {len(dead)} record(s)")
         for message in dead:
             reason = json.loads(message["MessageAttributes"]["failure"]["StringValue"])
             click.echo(f"  body {message['Body']!r}")
@@ -170,12 +210,12 @@ def run_demo(template: Template) -> int:
             click.echo(f"  reason {reason['code']}: {reason['message']} (attempts {attempts})")
         demo.ok &= len(dead) == 1
 
-        click.echo("\n6. Stored provider links")
+        click.echo("\n7. Stored provider links")
         from provisioning.store import LinkStore
 
         links = LinkStore(aws_client(state, "dynamodb"), state.refs["UsersTable"]).scan_links()
         print_links(links)
-        expected = 4 + 4 * 3 + len(SIGNUPS[0]["providers"]) + 4 + 2
+        expected = 4 + 4 * 3 + len(SIGNUPS[0]["providers"]) + 4 + 2 + 1  # + badday-1 at palenca
         demo.ok &= len([link for link in links if link.provider_user_id]) == expected
     click.echo("\ndemo " + ("succeeded" if demo.ok else "FAILED"))
     return 0 if demo.ok else 1

@@ -221,11 +221,23 @@ def test_a_link_stored_before_claims_existed_still_blocks_a_second_person(store,
         _provision(store, SharedUser([]), request_id="p-2")
 
 
-def test_the_claim_and_the_link_are_written_together(store, aws, stack):
+def test_a_link_to_a_provider_user_someone_else_claimed_is_refused_and_nothing_is_written(store):
     store.save_link(Link(external_id="p-1", provider="fake", provider_user_id="u-9"))
 
     with pytest.raises(Conflict):
         store.save_link(Link(external_id="p-2", provider="fake", provider_user_id="u-9"))
 
-    assert store.get("fake", "p-2") is None  # nothing half-written
+    assert store.get("fake", "p-2") is None
     assert [link.external_id for link in store.scan_links()] == ["p-1"]  # claims are not links
+
+
+def test_a_claim_left_without_its_link_still_names_its_person(store, aws, stack):
+    claim = {"external_id": {"S": "#owner#u-7"}, "provider": {"S": "fake"}, "owner": {"S": "p-1"}}
+    aws("dynamodb").put_item(TableName=stack.refs["UsersTable"], Item=claim)  # a crash before the link
+
+    with pytest.raises(Conflict):
+        store.save_link(Link(external_id="p-2", provider="fake", provider_user_id="u-7"))
+    stored, wrote = store.save_link(Link(external_id="p-1", provider="fake", provider_user_id="u-7"))
+
+    assert wrote
+    assert stored.provider_user_id == "u-7"

@@ -7,7 +7,7 @@ once in our table, and that a provider user is never linked to two people:
   2. an earlier attempt may have created the person (its outcome is unknown) -> reconcile with the
      provider's lookup first; where no lookup can find this person, hold the record for an operator
      (``unknown_outcome``) instead of creating a second time;
-  3. create, then store the link and the claim of the provider user in one transaction (a provider
+  3. create, then claim the provider user for this person and store the link (a provider
      user claimed by someone else is a ``conflict``, never a second link);
   4. transient failures are retried with jittered backoff while the invocation still has room for a
      whole call; any create without a clean, complete, parseable success is an unknown outcome,
