@@ -164,7 +164,7 @@ def test_a_trust_user_is_not_linked_to_a_second_person_even_with_the_same_name(f
 
 def test_trust_already_exist_pages_through_the_search_and_matches_the_email_exactly(function, sandbox):
     trust = sandbox.emulators["trust"]
-    for n in range(30):  # Trust's search is a substring search: these all match the term
+    for n in range(60):  # Trust's search is a substring search: these all match, filling a first page
         trust.seed_user(f"x{n}ana@example.test", name="Other", last_name="Person")
     existing = trust.seed_user("ana@example.test", name="Ana", last_name="Pérez")
 
@@ -172,6 +172,8 @@ def test_trust_already_exist_pages_through_the_search_and_matches_the_email_exac
 
     assert status == 201
     assert (answer["outcome"], answer["provider_user_id"]) == ("linked_existing", str(existing["id"]))
+    searches = [c for c in sandbox.calls if c.method == "GET" and c.path == "/trust/users"]
+    assert len(searches) >= 2  # the exact e-mail was on a later page
 
 
 # -- time-boxed calls --------------------------------------------------------------------------------
