@@ -187,7 +187,7 @@ def _never_sent(exc: BaseException) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-_DELAY_SECONDS = re.compile(r"\d{1,10}(?:\.\d{1,6})?")
+_DELAY_SECONDS = re.compile(r"\d{1,15}(?:\.\d{1,6})?")
 
 
 def _clamp(seconds: float) -> float:
