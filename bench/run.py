@@ -411,21 +411,26 @@ def cold_start(report: Report, template: Template, state: StackState, quick: boo
 
 
 def _fresh_ids(event: dict[str, Any], external_id: str) -> dict[str, Any]:
+    """The event with new ids and new contact data: a person is never taken for one of an earlier run
+    (which, sharing an e-mail or a phone at Palm or Trust, would rightly be a conflict)."""
+
+    def fresh(body: dict[str, Any], person: str) -> dict[str, Any]:
+        body["external_id"] = person
+        if "email" in body:
+            body["email"] = f"{person}@example.test"
+        vault = body.get("vault")
+        if isinstance(vault, dict):
+            if "identity.email" in vault:
+                vault["identity.email"] = f"{person}@example.test"
+            if "identity.phone" in vault:
+                vault["identity.phone"] = f"+1555{uuid.uuid4().int % 10**7:07d}"
+        return body
+
     if "Records" in event:
         for n, record in enumerate(event["Records"]):
-            body = json.loads(record["body"])
-            body["external_id"] = f"{external_id}-{n}"
-            if "email" in body:
-                body["email"] = f"{external_id}-{n}@example.test"
-            record["body"] = json.dumps(body)
+            record["body"] = json.dumps(fresh(json.loads(record["body"]), f"{external_id}-{n}"))
     elif event.get("body") and "search" not in event.get("path", ""):
-        body = json.loads(event["body"])
-        body["external_id"] = external_id
-        if "email" in body:
-            body["email"] = f"{external_id}@example.test"
-        if isinstance(body.get("vault"), dict) and "identity.email" in body["vault"]:
-            body["vault"]["identity.email"] = f"{external_id}@example.test"
-        event["body"] = json.dumps(body)
+        event["body"] = json.dumps(fresh(json.loads(event["body"]), external_id))
     return event
 
 
