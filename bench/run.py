@@ -271,7 +271,8 @@ def batch_wall_time(report: Report, functions: Functions, sandbox: Any, quick: b
         ],
         rows,
         "One provider call per record (a Palm person without e-mail or phone). Each record also makes "
-        "4 DynamoDB calls (idempotency record and link) to moto's server on loopback.",
+        "5 DynamoDB calls (idempotency record, pending record, claim of the provider user, link) to moto's "
+        "server on loopback.",
     )
 
 
