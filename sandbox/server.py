@@ -286,6 +286,18 @@ class _QuietServer(ThreadingHTTPServer):
         return  # dropped connections are part of fault injection
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1, no access log. Headers and body are written separately: without
+    TCP_NODELAY, Nagle's algorithm and the client's delayed ACK hold every second answer on a
+    kept-alive connection ~40 ms."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+
 def _read_request(handler: BaseHTTPRequestHandler) -> Request:
     parts = urlsplit(handler.path)
     length = int(handler.headers.get("Content-Length") or 0)
@@ -340,13 +352,7 @@ class Thief:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         thief = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return
-
+        class _Handler(_QuietHandler):
             def _serve(self) -> None:
                 request = _read_request(self)
                 with thief._lock:
@@ -650,15 +656,7 @@ class Sandbox:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         sandbox = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body are written separately: without TCP_NODELAY, Nagle's algorithm and
-            # the client's delayed ACK hold every second answer on a kept-alive connection ~40 ms.
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return
-
+        class _Handler(_QuietHandler):
             def _serve(self) -> None:
                 request = _read_request(self)
                 released = sandbox._release  # a reset or stop from now on ends a hang or trickle
