@@ -32,9 +32,12 @@ from provisioning.person import PROVIDERS, Person, parse_person, request_for
 from provisioning.privacy import field_name
 from provisioning.runtime import CreateUserSpec
 from provisioning.validation import allow_identifying_ids
+from provisioning.waiting import PRIORITY
 
 BATCH = 10  # SQS SendMessageBatch's largest batch
 MAX_SHOWN_ERRORS = 50
+# Imported rows are bulk: under a provider's rate limit, signups go before them.
+BULK = {PRIORITY: {"DataType": "String", "StringValue": "bulk"}}
 PERSON_FIELDS = frozenset(Person.model_fields)
 
 
@@ -225,7 +228,10 @@ class BatchSender:
     def _send(self, provider: str, items: list[Planned]) -> None:
         pending = {str(index): item for index, item in enumerate(items)}
         for attempt in range(1, self.attempts + 1):
-            entries = [{"Id": key, "MessageBody": item.body} for key, item in pending.items()]
+            entries = [
+                {"Id": key, "MessageBody": item.body, "MessageAttributes": BULK}
+                for key, item in pending.items()
+            ]
             self.report.calls[provider] += 1
             try:
                 answer = self.sqs.send_message_batch(QueueUrl=self.queue_urls[provider], Entries=entries)

@@ -68,7 +68,7 @@ def aws() -> Callable[[str], Any]:
 Handler = Callable[[dict[str, Any]], Any]
 
 # Variables a test sets on purpose (e.g. a small request budget): not reset by an invocation.
-OVERRIDDEN = {"PALENCA_REQUESTS_PER_MINUTE", "RECORD_CONCURRENCY"}
+OVERRIDDEN = {"PALENCA_REQUESTS_PER_MINUTE", "RECORD_CONCURRENCY", "RATE_LIMIT_MAX_WAIT_SECONDS"}
 
 
 @pytest.fixture

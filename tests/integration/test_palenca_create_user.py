@@ -240,7 +240,7 @@ def _well_inside_a_minute_window() -> None:
         time.sleep(60 - time.time() % 60 + 0.2)
 
 
-def test_rate_limited_records_are_handed_back_to_sqs_until_the_next_window(
+def test_rate_limited_records_wait_in_the_queue_for_a_later_window_without_failing(
     invoke, stack, aws, sandbox, monkeypatch
 ):
     monkeypatch.setenv("PALENCA_REQUESTS_PER_MINUTE", "2")
@@ -252,10 +252,12 @@ def test_rate_limited_records_are_handed_back_to_sqs_until_the_next_window(
         sqs, queue_url, invoke, [{"external_id": f"r-{n}"} for n in range(4)], max_batches=1
     )
 
-    assert report.acknowledged == 2
-    assert report.failed == 2
+    assert report.acknowledged == 4  # two sent, two sent back to wait: none failed
+    assert report.failed == 0
     assert sandbox.count("palenca", "POST", "/palenca/v1/users") == 2
-    # The two records wait for the next window instead of coming straight back.
+    # The two records wait, delayed, for the next window instead of coming straight back.
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "2"
     assert sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []) == []
     assert dead_letters(sqs, stack.refs["PalencaCreateUserDLQ"]) == []
 

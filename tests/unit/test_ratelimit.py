@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -13,10 +14,9 @@ from provisioning.ratelimit import SharedRateLimiter
 
 @pytest.fixture
 def limiter_factory(stack, aws):
-    def make(limit: int, now: float) -> SharedRateLimiter:
-        return SharedRateLimiter(
-            aws("dynamodb"), stack.refs["RateLimitTable"], "palenca", limit, clock=lambda: now
-        )
+    def make(limit: int, now: float | Callable[[], float]) -> SharedRateLimiter:
+        clock = now if callable(now) else (lambda: now)
+        return SharedRateLimiter(aws("dynamodb"), stack.refs["RateLimitTable"], "palenca", limit, clock=clock)
 
     return make
 
@@ -31,7 +31,8 @@ def test_budget_is_shared_by_every_limiter_of_the_provider(limiter_factory):
     with pytest.raises(RateLimited) as raised:
         container_b.acquire()
 
-    assert raised.value.retry_after == pytest.approx(50.0)  # until the next minute window
+    assert raised.value.retry_after == pytest.approx(51.0)  # a second into the next minute window
+    assert raised.value.sent is False
     assert container_a.used() == 3
 
 
@@ -73,3 +74,55 @@ def test_containers_racing_for_the_last_slots_never_exceed_the_budget(limiter_fa
             assert _race(limiters) == 2
     finally:
         sys.setswitchinterval(previous)
+
+
+def test_no_slot_in_the_last_second_of_a_window(limiter_factory):
+    """A request sent then could reach the provider in its next window, on top of that window's budget."""
+    with pytest.raises(RateLimited) as raised:
+        limiter_factory(5, now=6059.2).acquire()
+    assert raised.value.retry_after == pytest.approx(1.8)
+    assert limiter_factory(5, now=6059.2).used() == 0
+
+
+def test_bookings_fill_the_windows_ahead_limit_by_limit(limiter_factory):
+    limiter = limiter_factory(3, now=6010.0)
+    turns = [limiter.book() for _ in range(7)]
+
+    assert [int(t // 60) for t in turns] == [101, 101, 101, 102, 102, 102, 103]
+    assert all(101 * 60 + 1 < t < 101 * 60 + 5 for t in turns[:3])  # a moment after the window opens
+    assert limiter.used() == 0  # a booking is a promise, not a slot
+
+
+def test_signups_book_apart_from_imports_and_come_back_first(limiter_factory):
+    limiter = limiter_factory(2, now=6010.0)
+    bulk = [limiter.book("bulk") for _ in range(6)]  # an import books three windows ahead
+    signup = limiter.book("interactive")
+
+    assert int(signup // 60) == 101  # not behind the import
+    assert signup < min(bulk[:2])  # back before the import's records of that window
+    assert int(bulk[-1] // 60) == 103
+
+
+def test_a_booking_past_the_bound_is_refused(limiter_factory):
+    limiter = limiter_factory(1, now=6010.0)
+    assert limiter.book(not_after=6150.0) is not None  # window 101 opens at 6060
+    assert limiter.book(not_after=6150.0) is not None  # window 102 opens at 6120
+    assert limiter.book(not_after=6150.0) is None  # window 103 opens at 6180: past the bound
+
+
+def test_a_held_slot_serves_the_first_request_and_an_unused_one_is_given_back(limiter_factory):
+    limiter = limiter_factory(2, now=6010.0)
+    with limiter.holding():
+        assert limiter.used() == 1
+        limiter.acquire()  # the held slot: no second one taken
+        assert limiter.used() == 1
+        limiter.acquire()  # a second request takes its own
+        assert limiter.used() == 2
+    with pytest.raises(RateLimited):
+        with limiter.holding():
+            pass
+
+    other = limiter_factory(2, now=6070.0)
+    with other.holding():
+        assert other.used() == 1
+    assert other.used() == 0  # nothing was sent: the slot is back for someone else

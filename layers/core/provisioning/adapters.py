@@ -7,18 +7,21 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from provisioning.errors import FieldError, InvalidRequest, ProvisioningError, RateLimited
+from provisioning.errors import FieldError, InvalidRequest, ProvisioningError, RateLimited, WaitedTooLong
 from provisioning.models import ProvisionResult
 from provisioning.observability import logger
 from provisioning.privacy import field_name
 from provisioning.validation import error_fields
+from provisioning.waiting import MAX_ATTEMPTS, Pacing, Waiting
 
 JSON = "application/json"
 MAX_BODY_BYTES = 16 * 1024
@@ -193,16 +196,35 @@ class QueueRecord:
     body: str | None
     event_source_arn: str
     receive_count: int
+    # Message attributes with a text value: name -> (data type, value).
+    typed_attributes: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {name: value for name, (_, value) in self.typed_attributes.items()}
 
     @classmethod
     def from_event(cls, raw: Mapping[str, Any]) -> QueueRecord:
         attributes = raw.get("attributes") or {}
+        typed: dict[str, tuple[str, str]] = {}
+        message_attributes = raw.get("messageAttributes")
+        for name, value in (message_attributes if isinstance(message_attributes, Mapping) else {}).items():
+            if not isinstance(value, Mapping):
+                continue
+            kind, text = str(value.get("dataType") or "String"), value.get("stringValue")
+            if isinstance(text, str) and kind.split(".", 1)[0] in ("String", "Number"):
+                typed[str(name)] = (kind, text)
+        try:
+            receive_count = max(1, int(attributes.get("ApproximateReceiveCount") or 1))
+        except (TypeError, ValueError):
+            receive_count = 1
         return cls(
             message_id=str(raw.get("messageId", "")),
             receipt_handle=str(raw.get("receiptHandle", "")),
             body=raw.get("body"),
             event_source_arn=str(raw.get("eventSourceARN", "")),
-            receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
+            receive_count=receive_count,
+            typed_attributes=typed,
         )
 
 
@@ -215,16 +237,28 @@ class DeadLetters:
     SQS's own redrive policy still brings it to the DLQ.
     """
 
-    def __init__(self, sqs: Callable[[], Any], dead_letter_queue_url: str | None) -> None:
+    def __init__(
+        self, sqs: Callable[[], Any], dead_letter_queue_url: str | None, queue_url: str | None = None
+    ) -> None:
         self._sqs_client = sqs  # created on first use: most invocations never dead-letter
         self._dlq_url = dead_letter_queue_url
+        self._own_queue_url = queue_url  # QUEUE_URL: the function's queue, without a lookup
         self._queue_urls: dict[str, str] = {}
 
     @property
     def _sqs(self) -> Any:
         return self._sqs_client()
 
+    def queue_url(self, record: QueueRecord) -> str:
+        """The URL of the queue a record came from."""
+        return self._queue_url(record.event_source_arn)
+
     def _queue_url(self, arn: str) -> str:
+        if (
+            self._own_queue_url
+            and arn.rsplit(":", 1)[-1] == self._own_queue_url.rstrip("/").rsplit("/", 1)[-1]
+        ):
+            return self._own_queue_url
         if arn not in self._queue_urls:
             _, _, _, _, account, name = arn.split(":", 5)
             self._queue_urls[arn] = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
@@ -243,11 +277,13 @@ class DeadLetters:
         except Exception:
             logger.warning("could not delay the record; it returns after the queue's visibility timeout")
 
-    def send(self, record: QueueRecord, error: ProvisioningError) -> bool:
+    def send(self, record: QueueRecord, error: ProvisioningError, attempts: int | None = None) -> bool:
+        """Dead-letter ``record`` with ``error``'s report; ``attempts``: the real attempts it had
+        (receives that failed, not waits; by default this copy's receives)."""
         if not self._dlq_url:
             return False
         report = error.report()
-        report["attempts"] = record.receive_count
+        report["attempts"] = record.receive_count if attempts is None else attempts
         report["source_message_id"] = record.message_id
         try:
             self._sqs.send_message(
@@ -319,35 +355,57 @@ def process_queue_batch[RequestT: BaseModel](
     provision: Callable[[RequestT], ProvisionResult],
     dead_letters: DeadLetters,
     on_dead_letter: Callable[[ProvisioningError], None] | None = None,
+    pacing: Pacing | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Provision every record; answer which ones failed, as Lambda's ``ReportBatchItemFailures``
     expects (the rest are acknowledged). ``parse`` turns a body into a request, or None for a
     record that is not for this operation (acknowledged without provisioning), or raises
     InvalidRequest.
 
+    A record that must wait for a request budget (``pacing``) is sent back to its queue, delayed
+    until its turn, and acknowledged: waiting does not use up its attempts. A transient failure is
+    retried by SQS until it has had ``MAX_ATTEMPTS`` real attempts, then dead-lettered with its
+    reason; a permanent one is dead-lettered at once.
+
     Powertools' batch utility is not used: whenever pydantic is loaded it imports every parser
     model (~110 ms on each cold start); this keeps its contract in a few lines."""
+    waiting: list[Waiting] = []
+
+    def dead_letter(record: QueueRecord, exc: ProvisioningError, attempts: int) -> None:
+        moved = dead_letters.send(record, exc, attempts)
+        if moved and on_dead_letter is not None:
+            on_dead_letter(exc)
+        logger.warning("record dead-lettered" if moved else "record failed", extra={"error": exc.report()})
+        raise RecordFailed(exc.code) from None
 
     def handle_record(record: QueueRecord) -> str:
         logger.thread_safe_append_keys(message_id=record.message_id)
+        attempts = Pacing.attempts_before(record) + 1
         try:
+            if pacing is not None and (early := pacing.early(record)) is not None:
+                waiting.append(early)
+                return "waiting"
             request = parse(record.body)
             if request is None:
                 return "not_targeted"
-            return provision(request).outcome
-        except ProvisioningError as exc:
-            if exc.transient:
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    dead_letters.delay(record, exc.retry_after)
+            with pacing.slot(record) if pacing is not None else nullcontext():
+                return provision(request).outcome
+        except RateLimited as exc:
+            if pacing is None:
                 logger.warning("record failed; SQS will retry it", extra={"error": exc.report()})
-            else:
-                moved = dead_letters.send(record, exc)
-                if moved and on_dead_letter is not None:
-                    on_dead_letter(exc)
-                logger.warning(
-                    "record dead-lettered" if moved else "record failed", extra={"error": exc.report()}
-                )
-            raise RecordFailed(exc.code) from None
+                raise RecordFailed(exc.code) from None
+            try:
+                waiting.append(pacing.wait(record, exc))
+            except WaitedTooLong as too_long:
+                dead_letter(record, too_long, attempts - 1)
+            logger.info("record waits for its turn", extra={"code": exc.code, "sent": exc.sent})
+            return "waiting"
+        except ProvisioningError as exc:
+            if exc.transient and attempts < MAX_ATTEMPTS:
+                logger.warning("record failed; SQS will retry it", extra={"error": exc.report()})
+                raise RecordFailed(exc.code) from None
+            dead_letter(record, exc, attempts)
+            raise  # unreachable: dead_letter raises
         except Exception:
             logger.exception("unexpected failure; SQS will retry the record")
             raise
@@ -356,4 +414,8 @@ def process_queue_batch[RequestT: BaseModel](
 
     records = [QueueRecord.from_event(raw) for raw in event.get("Records", [])]
     failed = process_concurrently(records, handle_record, record_concurrency())
+    if waiting and pacing is not None:
+        for item in pacing.send_back(waiting):  # could not be sent back: wait in the queue instead
+            dead_letters.delay(item.record, item.come_back_at - time.time())
+            failed.append(item.record.message_id)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -198,11 +198,31 @@ class RateLimited(ProviderError):
     http_status = 429
     transient = True
 
-    def __init__(self, message: str, *, provider: str, retry_after: float | None = None, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, provider: str, retry_after: float | None = None, sent: bool = True, **kw: Any
+    ) -> None:
         super().__init__(message, provider=provider, **kw)
         self.retry_after = retry_after
+        self.sent = sent  # False: our own budget refused it before anything was sent
 
     def headers(self) -> dict[str, str]:
         if self.retry_after is None or not math.isfinite(self.retry_after):
             return {}
         return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class WaitedTooLong(ProvisioningError):
+    """A queued record waited for a request slot longer than the deployment allows
+    (``RATE_LIMIT_MAX_WAIT_SECONDS``): dead-lettered, to be redriven when the backlog is smaller."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, provider: str, waited_seconds: float) -> None:
+        super().__init__(message, provider=provider)
+        self.waited_seconds = waited_seconds
+
+    def report(self) -> dict[str, Any]:
+        report = super().report()
+        report["waited_seconds"] = round(self.waited_seconds)
+        return report

@@ -174,6 +174,8 @@ class Provisioner[RequestT: CreateRequest]:
             self.store.settle(self.provider, link.external_id, link.attempts)
 
     def _note(self, error: ProviderError) -> None:
+        if isinstance(error, RateLimited) and not error.sent:
+            return  # our own budget said wait: nothing went wrong at the provider
         if self._on_provider_error is not None:
             self._on_provider_error(error)
 

@@ -43,6 +43,7 @@ from provisioning.ratelimit import SharedRateLimiter
 from provisioning.secrets import SecretSource
 from provisioning.settings import Settings
 from provisioning.store import LinkStore
+from provisioning.waiting import Pacing
 
 if TYPE_CHECKING:
     import requests
@@ -62,6 +63,7 @@ class Dependencies:
         # and the records of a batch may need a client for the first time together.
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
+        self._limiters: dict[str, SharedRateLimiter | None] = {}
 
     @cached_property
     def settings(self) -> Settings:
@@ -71,9 +73,12 @@ class Dependencies:
         """The container's boto3 client for ``service`` (of the default session: Powertools would
         otherwise build a new session, which reloads botocore's data)."""
         with self._lock:
-            if service not in self._clients:
-                self._clients[service] = boto3.client(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
-            return self._clients[service]
+            return self._client(service)
+
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
+        return self._clients[service]
 
     @property
     def dynamodb(self) -> Any:
@@ -102,11 +107,18 @@ class Dependencies:
         return LinkStore(self.dynamodb, self.settings.users_table)
 
     def limiter(self, provider: str) -> SharedRateLimiter | None:
-        """The shared request budget of a provider, when the deployment declares one."""
-        limit = self.settings.requests_per_minute(provider)
-        if limit is None or not self.settings.rate_limit_table:
-            return None
-        return SharedRateLimiter(self.dynamodb, self.settings.rate_limit_table, provider, limit)
+        """The shared request budget of a provider, when the deployment declares one (one per
+        container: the queue adapter takes a record's slot, its first request uses it)."""
+        with self._lock:
+            if provider not in self._limiters:
+                limit = self.settings.requests_per_minute(provider)
+                table = self.settings.rate_limit_table
+                self._limiters[provider] = (
+                    SharedRateLimiter(self._client("dynamodb"), table, provider, limit)
+                    if limit is not None and table
+                    else None
+                )
+            return self._limiters[provider]
 
     def http(self, provider: str) -> ProviderHttp:
         timeouts = Timeouts(
@@ -263,7 +275,18 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
 
     @cached_property
     def dead_letters(self) -> adapters.DeadLetters:
-        return adapters.DeadLetters(lambda: self.deps.sqs, self.deps.settings.dead_letter_queue_url)
+        settings = self.deps.settings
+        return adapters.DeadLetters(lambda: self.deps.sqs, settings.dead_letter_queue_url, settings.queue_url)
+
+    @cached_property
+    def pacing(self) -> Pacing:
+        return Pacing(
+            self.provider,
+            self.deps.limiter(self.provider),
+            lambda: self.deps.sqs,
+            self.dead_letters.queue_url,
+            max_wait=self.deps.settings.rate_limit_max_wait_seconds,
+        )
 
     # -- provisioning ----------------------------------------------------------------------------
     def _provision_now(self, request: RequestT) -> ProvisionResult:
@@ -308,6 +331,7 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
         self.idempotency.register_lambda_context(context)
         if _is_sqs(event):
             self._provision_once  # noqa: B018 - build shared state before the worker threads
+            self.pacing  # noqa: B018
             return dict(
                 adapters.process_queue_batch(
                     event,
@@ -315,6 +339,7 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
                     self._provision_now,
                     self.dead_letters,
                     on_dead_letter=self._count_dead_letter,
+                    pacing=self.pacing,
                 )
             )
         return self.api(event, context)

@@ -36,9 +36,11 @@ class Settings(BaseModel):
 
     rate_limit_table: str | None = None  # shared per-provider request budgets
     palenca_requests_per_minute: int = Field(default=120, ge=1)  # Palenca's account-wide limit
+    # How long in all a queued record may wait for a request slot before it is dead-lettered.
+    rate_limit_max_wait_seconds: float = Field(default=86400, gt=0, le=1209600)
     token_kms_key_id: str | None = None  # encrypts per-user provider tokens (Validic)
     dead_letter_queue_url: str | None = None
-    queue_url: str | None = None
+    queue_url: str | None = None  # the function's own queue (waiting records are sent back to it)
 
     secrets_max_age: int = Field(default=300, ge=0, alias="powertools_parameters_max_age")
     http_connect_timeout: float = Field(default=3.05, gt=0)
