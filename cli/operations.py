@@ -8,6 +8,8 @@ except ids and routing fields.
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +19,7 @@ import click
 from botocore.exceptions import ClientError
 
 from provisioner_cli.stack import PROVIDER_DLQS, PROVIDER_QUEUES, StackTarget, resolve_target, target_options
+from provisioning import ratelimit
 from provisioning.privacy import redact
 
 SIGNUP_DLQ = "SignupEventsDLQ"
@@ -78,6 +81,29 @@ class ProviderStatus:
     links: Counter[str] = field(default_factory=Counter)  # by link status
     queue: QueueDepth = field(default_factory=QueueDepth)
     dlq: QueueDepth = field(default_factory=QueueDepth)
+    budget_per_minute: int | None = None  # the provider's shared request budget, when it has one
+    drain_minutes: int | None = None  # how long the queue's backlog takes at that budget, at least
+
+    @property
+    def backlog(self) -> int:
+        return self.queue.visible + self.queue.delayed + self.queue.in_flight
+
+
+def drain_estimate(stack: StackTarget, provider: str, backlog: int) -> tuple[int | None, int | None]:
+    """(budget per minute, minutes to drain) for a provider with a shared request budget: the
+    backlog at the budget, or the last window its waiting records booked, whichever is later."""
+    value = stack.parameters.get(f"{provider.capitalize()}RequestsPerMinute")
+    if not value or "RateLimitTable" not in stack.physical:
+        return None, None
+    budget = int(value)
+    minutes = ratelimit.minutes_to_drain(backlog, budget)
+    limiter = ratelimit.SharedRateLimiter(
+        stack.client("dynamodb"), stack.resource("RateLimitTable"), provider, budget
+    )
+    booked_until = limiter.booked_until()
+    if booked_until is not None and backlog:
+        minutes = max(minutes, math.ceil((booked_until - time.time()) / 60) + 1)
+    return budget, minutes
 
 
 def queue_depth(sqs: Any, url: str) -> QueueDepth:
@@ -109,11 +135,13 @@ def stack_status(stack: StackTarget, with_links: bool = True) -> dict[str, Any]:
     links = link_counts(stack.client("dynamodb"), stack.users_table) if with_links else {}
     providers = {}
     for provider in PROVIDER_QUEUES:
-        providers[provider] = ProviderStatus(
+        status = ProviderStatus(
             links=links.get(provider, Counter()),
             queue=queue_depth(sqs, stack.queue_url(provider)),
             dlq=queue_depth(sqs, stack.dlq_url(provider)),
         )
+        status.budget_per_minute, status.drain_minutes = drain_estimate(stack, provider, status.backlog)
+        providers[provider] = status
     signups = queue_depth(sqs, stack.resource(SIGNUP_DLQ)) if SIGNUP_DLQ in stack.physical else None
     return {"providers": providers, "signup_dlq": signups}
 
@@ -123,27 +151,39 @@ def stack_status(stack: StackTarget, with_links: bool = True) -> dict[str, Any]:
 @click.option("--no-links", is_flag=True, help="Skip counting links (a scan of the users table).")
 @target_options
 def status(as_json: bool, no_links: bool, **target: Any) -> None:
-    """Links per provider, queue depths and dead-letter queue depths."""
+    """Links per provider, queue depths (queued, waiting for a rate budget, in flight), dead-letter
+    queue depths, and how long a rate-limited provider's backlog takes to drain."""
     result = stack_status(resolve_target(**target), with_links=not no_links)
     if as_json:
         out = {
             "providers": {
-                name: {"links": dict(s.links), "queue": asdict(s.queue), "dlq": asdict(s.dlq)}
+                name: {
+                    "links": dict(s.links),
+                    "queue": asdict(s.queue),
+                    "dlq": asdict(s.dlq),
+                    "budget_per_minute": s.budget_per_minute,
+                    "drain_minutes": s.drain_minutes,
+                }
                 for name, s in result["providers"].items()
             },
             "signup_dlq": asdict(result["signup_dlq"]) if result["signup_dlq"] else None,
         }
         click.echo(json.dumps(out, indent=2))
         return
-    header = f"{'provider':<9} {'linked':>8} {'pending':>8} {'queued':>8} {'in flight':>9} {'DLQ':>6}"
+    header = (
+        f"{'provider':<9} {'linked':>8} {'pending':>8} {'queued':>8} {'waiting':>8} {'in flight':>9} "
+        f"{'DLQ':>6}  drains in"
+    )
     click.echo(header)
     click.echo("-" * len(header))
     for name, s in result["providers"].items():
-        queued, failed = s.queue.visible + s.queue.delayed, s.dlq.visible + s.dlq.in_flight
+        failed = s.dlq.visible + s.dlq.in_flight
+        drain = f"~{s.drain_minutes} min at {s.budget_per_minute}/min" if s.drain_minutes else "-"
         click.echo(
-            f"{name:<9} {s.links['linked']:>8} {s.links['pending']:>8} {queued:>8} "
-            f"{s.queue.in_flight:>9} {failed:>6}"
+            f"{name:<9} {s.links['linked']:>8} {s.links['pending']:>8} {s.queue.visible:>8} "
+            f"{s.queue.delayed:>8} {s.queue.in_flight:>9} {failed:>6}  {drain}"
         )
+    click.echo("waiting: records sent back to wait for a provider's rate budget (they use no attempt)")
     if result["signup_dlq"] is not None:
         click.echo(
             f"signup events EventBridge could not deliver (SignupEventsDLQ): {result['signup_dlq'].visible}"

@@ -52,6 +52,7 @@ class StackTarget:
     session: boto3.Session
     endpoint_url: str | None = None
     description: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)  # the stack's template parameters
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def client(self, service: str) -> Any:
@@ -89,7 +90,12 @@ class StackTarget:
             for resource in page["StackResourceSummaries"]:
                 if resource.get("PhysicalResourceId"):
                     physical[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
-        return cls(physical, session, endpoint_url, description=f"stack {stack_name}")
+        stacks = cloudformation.describe_stacks(StackName=stack_name).get("Stacks", [])
+        parameters = {
+            p["ParameterKey"]: p.get("ResolvedValue") or p.get("ParameterValue", "")
+            for p in (stacks[0].get("Parameters", []) if stacks else [])
+        }
+        return cls(physical, session, endpoint_url, description=f"stack {stack_name}", parameters=parameters)
 
     @classmethod
     def local(cls, state_file: Path | None = None) -> StackTarget:
@@ -103,7 +109,13 @@ class StackTarget:
             aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
             region_name=REGION,
         )
-        return cls(dict(state.refs), session, state.aws_endpoint, description="the local stack")
+        return cls(
+            dict(state.refs),
+            session,
+            state.aws_endpoint,
+            description="the local stack",
+            parameters=dict(state.parameters),
+        )
 
 
 def target_options(command: Any) -> Any:

@@ -30,7 +30,12 @@ BODY = {"external_id": "t-9", "email": "ana.perez@example.test", "name": "Ana", 
 
 @pytest.fixture
 def target(stack) -> StackTarget:
-    return StackTarget(dict(stack.refs), boto3.Session(region_name="us-east-1"), description="test stack")
+    return StackTarget(
+        dict(stack.refs),
+        boto3.Session(region_name="us-east-1"),
+        description="test stack",
+        parameters=dict(stack.parameters),
+    )
 
 
 @pytest.fixture
@@ -155,9 +160,10 @@ def test_status_counts_links_and_queue_depths(use_target, aws):
     assert status["trust"]["dlq"]["visible"] == 2
     table = CliRunner().invoke(cli, ["status"])
     rows = {line.split()[0]: line.split()[1:] for line in table.output.splitlines()[2:6]}
-    assert rows["palenca"] == ["3", "0", "0", "0", "0"]
-    assert rows["palm"] == ["0", "0", "4", "0", "0"]
-    assert rows["trust"] == ["0", "1", "0", "0", "2"]
+    # linked, pending, queued, waiting, in flight, DLQ, drains in
+    assert rows["palenca"] == ["3", "0", "0", "0", "0", "0", "-"]
+    assert rows["palm"] == ["0", "0", "4", "0", "0", "0", "-"]
+    assert rows["trust"] == ["0", "1", "0", "0", "0", "2", "-"]
 
 
 def test_links_of_a_person(use_target, aws):
@@ -384,3 +390,27 @@ def test_resolve_refuses_a_provider_user_another_person_holds(use_target, aws):
 
     assert result.exit_code != 0
     assert "already linked to another person" in result.output
+
+
+def test_status_shows_records_waiting_for_palencas_budget_and_when_the_backlog_drains(use_target, aws):
+    sqs = aws("sqs")
+    url = use_target.queue_url("palenca")
+    for n in range(30):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"external_id": f"w-{n}"}), DelaySeconds=600)
+    for n in range(6):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"external_id": f"v-{n}"}))
+    budget = int(use_target.parameters["PalencaRequestsPerMinute"])
+
+    result = CliRunner().invoke(cli, ["status", "--json"])
+
+    assert result.exit_code == 0, result.output
+    palenca = json.loads(result.output)["providers"]["palenca"]
+    assert palenca["queue"]["delayed"] == 30
+    assert palenca["queue"]["visible"] == 6
+    assert palenca["budget_per_minute"] == budget
+    assert palenca["drain_minutes"] == -(-36 // budget)
+    assert json.loads(result.output)["providers"]["trust"]["drain_minutes"] is None
+
+    text = CliRunner().invoke(cli, ["status"]).output
+    assert "waiting" in text.splitlines()[0]
+    assert f"min at {budget}/min" in text
