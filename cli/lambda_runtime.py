@@ -130,3 +130,103 @@ def drain_queue(
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
     return report
+
+
+@dataclass
+class PollerStats:
+    """What a queue's pollers did: SQS receives (messages received, each counting toward the
+    redrive policy), invocations, and records acknowledged or reported failed."""
+
+    receives: int = 0
+    invocations: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class EventSourceMapping:
+    """Lambda's SQS event source mapping, for a queue on the local stack: ``concurrency`` pollers
+    (``ScalingConfig.MaximumConcurrency``), each with its own container (``handlers``), receiving
+    up to ``batch_size`` records, gathering for up to ``batching_window`` seconds, invoking the
+    handler, then deleting the records not reported in ``batchItemFailures``
+    (``ReportBatchItemFailures``). Failed records are left to the queue's visibility timeout, so
+    the queue's redrive policy sees every receive, as in AWS. Runs until ``stop()``."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        handlers: list[Callable[[dict[str, Any]], Any]],
+        batch_size: int = 10,
+        batching_window: float = 1.0,
+        idle_sleep: float = 0.5,
+    ) -> None:
+        import threading
+
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.handlers = handlers
+        self.batch_size = batch_size
+        self.batching_window = batching_window
+        self.idle_sleep = idle_sleep
+        self.stats = PollerStats()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._poll, args=(handler,), daemon=True, name=f"esm-{n}")
+            for n, handler in enumerate(handlers)
+        ]
+        self._arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+
+    def start(self) -> EventSourceMapping:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+    def _receive(self, count: int) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=count,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        return messages
+
+    def _poll(self, handler: Callable[[dict[str, Any]], Any]) -> None:
+        while not self._stop.is_set():
+            messages = self._receive(self.batch_size)
+            if not messages:
+                self._stop.wait(self.idle_sleep)
+                continue
+            gather_until = time.monotonic() + self.batching_window
+            while len(messages) < self.batch_size and time.monotonic() < gather_until:
+                self._stop.wait(0.1)
+                messages += self._receive(self.batch_size - len(messages))
+            try:
+                response = handler({"Records": [sqs_record(m, self._arn) for m in messages]})
+                failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
+            except Exception as exc:  # an invocation error: the whole batch returns to the queue
+                with self._lock:
+                    self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                failed = {m["MessageId"] for m in messages}
+            done = [m for m in messages if m["MessageId"] not in failed]
+            for start in range(0, len(done), 10):
+                chunk = done[start : start + 10]
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+                    ],
+                )
+            with self._lock:
+                self.stats.receives += len(messages)
+                self.stats.invocations += 1
+                self.stats.acknowledged += len(done)
+                self.stats.failed += len(messages) - len(done)

@@ -126,6 +126,9 @@ def test_every_person_is_provisioned_exactly_once_under_faults(
     monkeypatch.setenv("PALENCA_REQUESTS_PER_MINUTE", "1000000")
     # Hangs and trickles end at each call's deadline: shorter here, so the run stays short.
     monkeypatch.setenv("HTTP_CALL_TIMEOUT", "1.5")
+    # A record told to wait past this (an odd Retry-After read as an hour) is dead-lettered as
+    # rate_limited, and redriven below as an operator would, instead of holding the run for an hour.
+    monkeypatch.setenv("RATE_LIMIT_MAX_WAIT_SECONDS", "60")
     sandbox.emulators["palenca"].requests_per_minute = 1_000_000
     for provider in PROVIDERS:
         sandbox.set_faults(provider, seed=7, **FAULTS)
@@ -153,12 +156,15 @@ def test_every_person_is_provisioned_exactly_once_under_faults(
             drain_queue(sqs, stack.refs[queue_id], handlers[provider], max_batches=2000, visibility_timeout=0)
             redriven += _redrive_transient(sqs, stack.refs[dlq_id], stack.refs[queue_id])
             attrs = sqs.get_queue_attributes(
-                QueueUrl=stack.refs[queue_id], AttributeNames=["ApproximateNumberOfMessages"]
+                QueueUrl=stack.refs[queue_id],
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
             )["Attributes"]
-            pending += int(attrs["ApproximateNumberOfMessages"])
+            pending += int(attrs["ApproximateNumberOfMessages"]) + int(
+                attrs["ApproximateNumberOfMessagesDelayed"]
+            )
         if pending == 0:
             break
-        time.sleep(1.1)  # rate-limited records come back after their Retry-After
+        time.sleep(1.1)  # records told to wait (429) come back after their Retry-After
     elapsed = time.monotonic() - started
 
     # Faults, old and hostile, really happened on more than 20% of provider calls.
@@ -246,12 +252,15 @@ def _all_messages(sqs, queue_url: str) -> list[dict]:
 
 
 def _redrive_transient(sqs, dlq_url: str, queue_url: str) -> int:
-    """Move back the records SQS's redrive policy parked (no failure report: transient), as an operator
-    would after an outage; records the handler dead-lettered with a reason stay."""
+    """Move back the records dead-lettered for a passing reason (three transient failures, a wait
+    past the bound, or parked by SQS's redrive policy), as an operator would after an outage; records
+    dead-lettered for good (invalid, conflict, held) stay."""
     moved = 0
     keep: list[dict] = []
     for message in _all_messages(sqs, dlq_url):
-        if "failure" in message.get("MessageAttributes", {}):
+        failure = message.get("MessageAttributes", {}).get("failure")
+        report = json.loads(failure["StringValue"]) if failure else {"transient": True}
+        if not (report["transient"] or report["code"] == "rate_limited"):
             keep.append(message)
             continue
         sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
