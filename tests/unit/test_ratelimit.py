@@ -76,12 +76,16 @@ def test_containers_racing_for_the_last_slots_never_exceed_the_budget(limiter_fa
         sys.setswitchinterval(previous)
 
 
-def test_no_slot_in_the_last_second_of_a_window(limiter_factory):
-    """A request sent then could reach the provider in its next window, on top of that window's budget."""
-    with pytest.raises(RateLimited) as raised:
-        limiter_factory(5, now=6059.2).acquire()
-    assert raised.value.retry_after == pytest.approx(1.8)
-    assert limiter_factory(5, now=6059.2).used() == 0
+def test_in_the_last_second_of_a_window_a_request_counts_in_the_next_one_too(limiter_factory):
+    """A request sent then may reach the provider in its next window, on top of that window's budget."""
+    limiter_factory(2, now=6059.2).acquire()
+    assert limiter_factory(2, now=6059.2).used() == 1
+    assert limiter_factory(2, now=6060.5).used() == 1  # the next window counts it too
+
+    limiter_factory(2, now=6060.5).acquire()  # the next window is now full ...
+    with pytest.raises(RateLimited):
+        limiter_factory(2, now=6059.4).acquire()  # ... so no more requests in the guard
+    assert limiter_factory(2, now=6059.4).used() == 1  # and nothing was kept of the refused one
 
 
 def test_bookings_fill_the_windows_ahead_limit_by_limit(limiter_factory):

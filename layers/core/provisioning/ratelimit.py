@@ -3,8 +3,8 @@
 Palenca allows 120 requests per minute for the whole account, in fixed one-minute windows. Each
 request takes a slot of the current window in DynamoDB before it is sent (one conditional
 ``UpdateItem``: atomic across containers), so no window ever holds more requests than the budget.
-No slot is taken in the last ``GUARD_S`` of a window: a request sent then could reach the provider in
-the next one, on the provider's clock.
+A request sent in the last ``GUARD_S`` of a window may reach the provider in the next one, on the
+provider's clock: it takes a slot in both windows, so it fits whichever counts it.
 
 A queued record that finds the window full is not a failure: it *books* a later window (a second
 counter per window, per priority) and comes back when that window opens. Bookings spread a backlog
@@ -44,7 +44,7 @@ class _Held:
     """A slot taken ahead for the next request of the record being handled (in this thread)."""
 
     limiter: SharedRateLimiter
-    window: int
+    windows: tuple[int, ...]  # the window it was taken in (and the next, when taken in the guard)
     used: bool = False
 
 
@@ -94,13 +94,21 @@ class SharedRateLimiter:
         )
 
     # -- slots: taken when a request is sent -----------------------------------------------------
-    def try_take(self, now: float | None = None) -> int | None:
-        """Take one slot of the current window: its number, or None when the window is full (or in
-        its last ``GUARD_S``)."""
+    def try_take(self, now: float | None = None) -> tuple[int, ...] | None:
+        """Take one slot of the current window (in its last ``GUARD_S``, of the next one too: the
+        request may be counted in either); the windows taken, or None when one is full."""
         now = self._clock() if now is None else now
         window = self.window_of(now)
-        if now >= (window + 1) * WINDOW_S - GUARD_S:
+        if not self._take(window):
             return None
+        if now < (window + 1) * WINDOW_S - GUARD_S:
+            return (window,)
+        if not self._take(window + 1):
+            self._give_back(window)
+            return None
+        return (window, window + 1)
+
+    def _take(self, window: int) -> bool:
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
@@ -115,8 +123,8 @@ class SharedRateLimiter:
                 },
             )
         except self._dynamodb.exceptions.ConditionalCheckFailedException:
-            return None
-        return window
+            return False
+        return True
 
     def acquire(self) -> None:
         """Before a request: use the slot held for it, or take one, or raise RateLimited (with
@@ -125,16 +133,20 @@ class SharedRateLimiter:
         now = self._clock()
         if held is not None and held.limiter.key == self.key and not held.used:
             held.used = True
-            if held.window == self.window_of(now) and now < (held.window + 1) * WINDOW_S - GUARD_S:
+            if self.window_of(now) in held.windows:
                 return
-            self.release(held.window)  # held too long (a slow lookup): give it back, take a fresh one
+            self.release(held.windows)  # held too long (a slow lookup): give it back, take a fresh one
         if self.try_take(now) is None:
             raise self._full(now)
 
-    def release(self, window: int) -> None:
+    def release(self, windows: tuple[int, ...]) -> None:
         """Give back a slot taken but not used (e.g. the person was already linked)."""
-        if window != self.window_of(self._clock()):
-            return  # that window is over: nothing left to give
+        current = self.window_of(self._clock())
+        for window in windows:
+            if window >= current:  # a window that is over has nothing left to give
+                self._give_back(window)
+
+    def _give_back(self, window: int) -> None:
         with suppress(self._dynamodb.exceptions.ConditionalCheckFailedException):
             self._dynamodb.update_item(
                 TableName=self._table,
@@ -151,17 +163,17 @@ class SharedRateLimiter:
         written, when the window is full); the record's first request uses it. A slot left unused
         is given back."""
         now = self._clock()
-        window = self.try_take(now)
-        if window is None:
+        windows = self.try_take(now)
+        if windows is None:
             raise self._full(now)
-        held = _Held(self, window)
+        held = _Held(self, windows)
         token = _held.set(held)
         try:
             yield
         finally:
             _held.reset(token)
             if not held.used:
-                self.release(window)
+                self.release(windows)
 
     # -- bookings: when a waiting record comes back ----------------------------------------------
     def book(self, priority: Priority = "interactive", not_after: float | None = None) -> float | None:
