@@ -90,28 +90,34 @@ def test_in_the_last_second_of_a_window_a_request_counts_in_the_next_one_too(lim
 
 def test_bookings_fill_the_windows_ahead_limit_by_limit(limiter_factory):
     limiter = limiter_factory(3, now=6010.0)
-    turns = [limiter.book() for _ in range(7)]
+    booked = [limiter.book() for _ in range(7)]
 
-    assert [int(t // 60) for t in turns] == [101, 101, 101, 102, 102, 102, 103]
-    assert all(101 * 60 + 1 < t < 101 * 60 + 5 for t in turns[:3])  # a moment after the window opens
-    assert limiter.used() == 0  # a booking is a promise, not a slot
-
-
-def test_signups_book_apart_from_imports_and_come_back_first(limiter_factory):
-    limiter = limiter_factory(2, now=6010.0)
-    bulk = [limiter.book("bulk") for _ in range(6)]  # an import books three windows ahead
-    signup = limiter.book("interactive")
-
-    assert int(signup // 60) == 101  # not behind the import
-    assert signup < min(bulk[:2])  # back before the import's records of that window
-    assert int(bulk[-1] // 60) == 103
+    assert [window for _, window in booked] == [101, 101, 101, 102, 102, 102, 103]
+    assert all(101 * 60 + 1 < turn < 101 * 60 + 5 for turn, _ in booked[:3])  # a moment after it opens
+    assert limiter.used() == 0  # the current window is untouched
 
 
-def test_a_booking_past_the_bound_is_refused(limiter_factory):
-    limiter = limiter_factory(1, now=6010.0)
-    assert limiter.book(not_after=6150.0) is not None  # window 101 opens at 6060
-    assert limiter.book(not_after=6150.0) is not None  # window 102 opens at 6120
-    assert limiter.book(not_after=6150.0) is None  # window 103 opens at 6180: past the bound
+def test_a_booked_slot_is_the_bookers_and_nobody_elses(limiter_factory):
+    booked = [limiter_factory(2, now=6010.0).book() for _ in range(2)]
+    assert [window for _, window in booked] == [101, 101]
+
+    in_window = limiter_factory(2, now=6063.0)
+    with pytest.raises(RateLimited):
+        in_window.acquire()  # a record that did not book finds window 101 taken
+    with in_window.holding(booked_window=101):
+        in_window.acquire()  # the booker sends on its own slot, taking nothing more
+    assert in_window.used() == 2
+
+
+def test_imports_leave_a_twentieth_of_each_window_to_signups(limiter_factory):
+    limiter = limiter_factory(20, now=6010.0)
+    imports = [window for _, window in (limiter.book("bulk") for _ in range(60))]
+    signups = [window for _, window in (limiter.book("interactive") for _ in range(3))]
+
+    assert imports[:19] == [101] * 19  # 19 of 20: one left to signups
+    assert imports[19] == 102
+    assert imports[-1] == 104
+    assert signups == [101, 102, 103]  # not behind the import
 
 
 def test_a_held_slot_serves_the_first_request_and_an_unused_one_is_given_back(limiter_factory):

@@ -6,13 +6,14 @@ request takes a slot of the current window in DynamoDB before it is sent (one co
 A request sent in the last ``GUARD_S`` of a window may reach the provider in the next one, on the
 provider's clock: it takes a slot in both windows, so it fits whichever counts it.
 
-A queued record that finds the window full is not a failure: it *books* a later window (a second
-counter per window, per priority) and comes back when that window opens. Bookings spread a backlog
-over the windows ahead, ``limit`` records to a window, so each record is received about twice: once
-to book, once to be sent. Signups (``interactive``) book on their own counter and come back a
-moment before imports (``bulk``) at the start of a window, so an import never makes a signup wait
-more than a window or two; an import record that then finds its window taken books again.
-A booking is a promise, not a slot: the slot is still taken when the request is sent.
+A queued record that finds the window full is not a failure: it *books* a slot of a later window and
+comes back when that window opens. A booking is a slot taken ahead, in the same counter: no request
+of anyone else can take it, so a window holds at most ``limit`` requests, sent directly or booked, and
+a record that comes back in its window sends without taking anything more. Bookings spread a backlog
+over the windows ahead, ``limit`` records to a window, so each record is received about twice: once to
+book, once to be sent. Imports (``bulk``) book at most ``limit - headroom`` of a window (a
+twentieth of the budget is left to signups), so a signup arriving behind a 100,000-row import books a
+window or two ahead, not the end of the import.
 """
 
 from __future__ import annotations
@@ -32,11 +33,8 @@ WINDOW_S = 60
 GUARD_S = 1.0  # no slot in a window's last second: the request would arrive in the next one
 MAX_BOOKING_TRIES = 50  # windows tried past the booking frontier before giving up for now
 
-_COUNT_UP = "ADD #count :one SET #expiration = if_not_exists(#expiration, :expires)"
-
 Priority = Literal["interactive", "bulk"]
-# When, after a booked window opens, its records come back: signups first, then imports (spread).
-_COME_BACK_AFTER: dict[str, tuple[float, float]] = {"interactive": (1.0, 1.0), "bulk": (3.0, 4.0)}
+COME_BACK_AFTER_S = (0.5, 3.0)  # a booked record comes back this long after its window opens (spread)
 
 
 @dataclass
@@ -94,37 +92,46 @@ class SharedRateLimiter:
         )
 
     # -- slots: taken when a request is sent -----------------------------------------------------
+    @property
+    def headroom(self) -> int:
+        """Slots of each window imports may not book ahead: left to signups."""
+        return self.limit // 20
+
     def try_take(self, now: float | None = None) -> tuple[int, ...] | None:
         """Take one slot of the current window (in its last ``GUARD_S``, of the next one too: the
         request may be counted in either); the windows taken, or None when one is full."""
         now = self._clock() if now is None else now
         window = self.window_of(now)
-        if not self._take(window):
+        if self._take(window, self.limit) is None:
             return None
         if now < (window + 1) * WINDOW_S - GUARD_S:
             return (window,)
-        if not self._take(window + 1):
+        if self._take(window + 1, self.limit) is None:
             self._give_back(window)
             return None
         return (window, window + 1)
 
-    def _take(self, window: int) -> bool:
+    def _take(self, window: int, cap: int) -> int | None:
+        """One slot of ``window`` while fewer than ``cap`` are taken: how many are taken now."""
+        if cap < 1:
+            return None
         try:
-            self._dynamodb.update_item(
+            answer = self._dynamodb.update_item(
                 TableName=self._table,
                 Key=self._window_key(window),
-                UpdateExpression=_COUNT_UP.replace("#count", "#used"),
-                ConditionExpression="attribute_not_exists(#used) OR #used < :limit",
+                UpdateExpression="ADD #used :one SET #expiration = if_not_exists(#expiration, :expires)",
+                ConditionExpression="attribute_not_exists(#used) OR #used < :cap",
                 ExpressionAttributeNames={"#used": "used", "#expiration": "expiration"},
                 ExpressionAttributeValues={
                     ":one": {"N": "1"},
-                    ":limit": {"N": str(self.limit)},
+                    ":cap": {"N": str(cap)},
                     ":expires": {"N": str((window + 2) * WINDOW_S)},
                 },
+                ReturnValues="UPDATED_NEW",
             )
         except self._dynamodb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+            return None
+        return int(answer["Attributes"]["used"]["N"])
 
     def acquire(self) -> None:
         """Before a request: use the slot held for it, or take one, or raise RateLimited (with
@@ -158,12 +165,15 @@ class SharedRateLimiter:
             )
 
     @contextmanager
-    def holding(self) -> Iterator[None]:
-        """Take a slot before a queued record touches the person (raises RateLimited, nothing
-        written, when the window is full); the record's first request uses it. A slot left unused
-        is given back."""
+    def holding(self, booked_window: int | None = None) -> Iterator[None]:
+        """Hold a slot before a queued record touches the person: the one it booked, when it comes
+        back in that window, else one taken now (raises RateLimited, nothing written, when the
+        window is full). The record's first request uses it; a slot left unused is given back."""
         now = self._clock()
-        windows = self.try_take(now)
+        if booked_window is not None and booked_window == self.window_of(now):
+            windows: tuple[int, ...] | None = (booked_window,)
+        else:
+            windows = self.try_take(now)
         if windows is None:
             raise self._full(now)
         held = _Held(self, windows)
@@ -176,42 +186,32 @@ class SharedRateLimiter:
                 self.release(windows)
 
     # -- bookings: when a waiting record comes back ----------------------------------------------
-    def book(self, priority: Priority = "interactive", not_after: float | None = None) -> float | None:
-        """Book a place in the first window after the current one that ``limit`` earlier records of
-        this priority have not booked; returns when to come back (a moment after that window opens),
-        or None when that would be after ``not_after``."""
+    def book(
+        self, priority: Priority = "interactive", not_after: float | None = None
+    ) -> tuple[float, int | None] | None:
+        """Take a slot of the first window after the current one with room (for an import, room
+        beyond the headroom left to signups); returns when to come back (a moment after that window
+        opens) and the window booked (None: every window tried is taken, come back then and book
+        further on), or None when that would be after ``not_after``."""
         now = self._clock()
+        cap = self.limit if priority == "interactive" else self.limit - self.headroom
         hint = self._dynamodb.get_item(TableName=self._table, Key=self._frontier_key(priority)).get("Item")
         window = max(self.window_of(now) + 1, int(hint["window"]["N"]) if hint else 0)
-        field = f"booked_{priority}"
         for _ in range(MAX_BOOKING_TRIES):
             if not_after is not None and window * WINDOW_S > not_after:
                 return None
-            try:
-                answer = self._dynamodb.update_item(
-                    TableName=self._table,
-                    Key=self._window_key(window),
-                    UpdateExpression=_COUNT_UP.replace("#count", "#booked"),
-                    ConditionExpression="attribute_not_exists(#booked) OR #booked < :limit",
-                    ExpressionAttributeNames={"#booked": field, "#expiration": "expiration"},
-                    ExpressionAttributeValues={
-                        ":one": {"N": "1"},
-                        ":limit": {"N": str(self.limit)},
-                        ":expires": {"N": str((window + 2) * WINDOW_S)},
-                    },
-                    ReturnValues="UPDATED_NEW",
-                )
-            except self._dynamodb.exceptions.ConditionalCheckFailedException:
+            taken = self._take(window, cap)
+            if taken is None:
                 window += 1
                 continue
-            if int(answer["Attributes"][field]["N"]) >= self.limit:
-                self._advance_frontier(priority, window + 1)
-            elif hint is None or int(hint["window"]["N"]) < window:
-                self._advance_frontier(priority, window)
-            low, spread = _COME_BACK_AFTER[priority]
-            return window * WINDOW_S + GUARD_S + low + random.uniform(0, spread)
+            frontier = window + 1 if taken >= cap else window
+            if hint is None or int(hint["window"]["N"]) < frontier:
+                self._advance_frontier(priority, frontier)
+            return window * WINDOW_S + GUARD_S + random.uniform(*COME_BACK_AFTER_S), window
         self._advance_frontier(priority, window)
-        return window * WINDOW_S  # every window tried is booked: come back then and book further on
+        if not_after is not None and window * WINDOW_S > not_after:
+            return None
+        return window * WINDOW_S, None
 
     def _advance_frontier(self, priority: Priority, window: int) -> None:
         with suppress(self._dynamodb.exceptions.ConditionalCheckFailedException):
@@ -234,16 +234,9 @@ class SharedRateLimiter:
     def _counts(self, now: float | None = None, window: int | None = None) -> dict[str, int]:
         if window is None:
             window = self.window_of(self._clock() if now is None else now)
-        item = (
-            self._dynamodb.get_item(
-                TableName=self._table, Key=self._window_key(window), ConsistentRead=True
-            ).get("Item")
-            or {}
-        )
-        return {
-            name: int(item[name]["N"]) if name in item else 0
-            for name in ("used", "booked_interactive", "booked_bulk")
-        }
+        key = self._window_key(window)
+        item = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item") or {}
+        return {"used": int(item["used"]["N"]) if "used" in item else 0}
 
     def booked_until(self) -> float | None:
         """When the last window booked so far (any priority) opens, or None when nothing is booked."""

@@ -39,8 +39,14 @@ MAX_MESSAGE_ATTRIBUTES = 10  # SQS's limit per message
 ATTEMPTS = "provisioner.attempts"
 WAITING_SINCE = "provisioner.waiting_since"
 COME_BACK_AT = "provisioner.come_back_at"
+BOOKED_WINDOW = "provisioner.booked_window"  # the rate-limit window whose slot the record booked
 PRIORITY = "provisioner.priority"  # "bulk" for imports (set by `provisioner import`); else a signup
-_OURS = (ATTEMPTS, WAITING_SINCE, COME_BACK_AT)
+_OURS = (ATTEMPTS, WAITING_SINCE, COME_BACK_AT, BOOKED_WINDOW)
+
+
+def _booked(record: QueueRecord) -> int | None:
+    value = _number(record.attributes, BOOKED_WINDOW)
+    return int(value) if value is not None else None
 
 
 def _number(attributes: Mapping[str, str], name: str) -> float | None:
@@ -59,6 +65,7 @@ class Waiting:
     come_back_at: float
     waiting_since: float
     attempts: int
+    booked_window: int | None = None  # the window whose slot it holds, when it booked one
 
 
 class Pacing:
@@ -101,13 +108,14 @@ class Pacing:
         if come_back_at is None or come_back_at <= now + 1:
             return None
         since = _number(record.attributes, WAITING_SINCE) or now
-        return Waiting(record, come_back_at, since, self.attempts_before(record))
+        return Waiting(record, come_back_at, since, self.attempts_before(record), _booked(record))
 
     @contextmanager
     def slot(self, record: QueueRecord) -> Iterator[None]:
-        """Hold a request slot while the record is provisioned: taken before the person is touched,
-        so a record that must wait has written nothing (and will not need a lookup later)."""
-        with self.limiter.holding() if self.limiter is not None else nullcontext():
+        """Hold a request slot while the record is provisioned: the one it booked, or one taken
+        before the person is touched, so a record that must wait has written nothing (and will not
+        need a lookup later)."""
+        with self.limiter.holding(_booked(record)) if self.limiter is not None else nullcontext():
             yield
 
     def wait(self, record: QueueRecord, error: RateLimited) -> Waiting:
@@ -117,8 +125,10 @@ class Pacing:
         since = _number(record.attributes, WAITING_SINCE) or now
         not_after = since + self.max_wait
         come_back_at: float | None
+        booked: int | None = None
         if not error.sent and self.limiter is not None:
-            come_back_at = self.limiter.book(self.priority(record), not_after=not_after)
+            booking = self.limiter.book(self.priority(record), not_after=not_after)
+            come_back_at, booked = booking if booking is not None else (None, None)
         else:
             come_back_at = now + (error.retry_after if error.retry_after is not None else DEFAULT_WAIT_S)
         if come_back_at is None or come_back_at > not_after:
@@ -128,7 +138,7 @@ class Pacing:
                 provider=self.provider,
                 waited_seconds=now - since,
             )
-        return Waiting(record, max(come_back_at, now), since, self.attempts_before(record))
+        return Waiting(record, max(come_back_at, now), since, self.attempts_before(record), booked)
 
     # -- sending back ------------------------------------------------------------------------------
     def send_back(self, waiting: list[Waiting]) -> list[Waiting]:
@@ -177,6 +187,8 @@ def _attributes(item: Waiting) -> dict[str, dict[str, str]]:
         WAITING_SINCE: {"DataType": "Number", "StringValue": f"{item.waiting_since:.3f}"},
         COME_BACK_AT: {"DataType": "Number", "StringValue": f"{item.come_back_at:.3f}"},
     }
+    if item.booked_window is not None:
+        ours[BOOKED_WINDOW] = {"DataType": "Number", "StringValue": str(item.booked_window)}
     carried = {
         name: {"DataType": kind, "StringValue": value}
         for name, (kind, value) in item.record.typed_attributes.items()
