@@ -497,7 +497,8 @@ def secrets_per_container(report: Report, functions: Functions) -> None:
     """GetSecretValue calls of one container over 100 invocations (10 concurrent records each)."""
     rows = []
     for function_id, (provider, _) in CREATE_FUNCTIONS.items():
-        invoke = functions.load(function_id)
+        # Room in the budget: a record that waited would come back to the queue the backlog uses.
+        invoke = functions.load(function_id, PALENCA_REQUESTS_PER_MINUTE="100000")
         queue = f"{function_id.removesuffix('Function')}Queue"
         with counting_aws_calls() as calls:
             for n in range(100):
@@ -564,6 +565,7 @@ def palenca_backlog(
     backlog = 10 * budget
     sqs = boto3.client("sqs", endpoint_url=state.aws_endpoint, region_name=REGION)
     queue = state.refs["PalencaCreateUserQueue"]
+    sqs.purge_queue(QueueUrl=queue)  # only this backlog: nothing an earlier benchmark left waiting
     bodies = [json.dumps(body) for body in people("backlog", backlog)]
     for start in range(0, backlog, 10):
         sqs.send_message_batch(
@@ -667,7 +669,16 @@ def main() -> int:
             cost_table(report, per_person)
         if args.only in (None, "backlog"):
             palenca_backlog(report, functions, state, sandbox, args.quick)
-    if args.only:
+    results = ROOT / "bench" / "results.md"
+    if args.only and results.exists():  # replace that benchmark's section, keep the others
+        text = results.read_text()
+        for section in report.sections:
+            title = section.split("\n", 1)[0]
+            if title in text:
+                start = text.index(title)
+                end = text.find("\n### ", start + len(title))
+                text = text[:start] + section + ("\n" + text[end + 1 :] if end != -1 else "")
+        results.write_text(text)
         return 1 if args.strict and report.failures else 0
     header = (
         "# Benchmark results\n\n"
