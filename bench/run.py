@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from provisioner_cli.lambda_runtime import EventSourceMapping, LambdaContext, load_handler  # noqa: E402
 from provisioner_cli.local import ACCOUNT, FAKE_CREDENTIALS, REGION, StackState  # noqa: E402
+from provisioner_cli.operations import queue_depth  # noqa: E402
 from provisioner_cli.template import Template  # noqa: E402
 
 # On-demand prices (us-east-1), used for the cost estimate.
@@ -578,13 +579,10 @@ def palenca_backlog(
     start_calls = len(sandbox.calls)
     mapping = EventSourceMapping(sqs, queue, handlers).start()
     started = time.time()
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    names.append("ApproximateNumberOfMessagesDelayed")
     try:
         while time.time() - started < 20 * 60:
             time.sleep(2)
-            attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
-            if sum(int(attributes[name]) for name in names) == 0:
+            if queue_depth(sqs, queue).total == 0:
                 break
     finally:
         mapping.stop()

@@ -119,17 +119,29 @@ def drain_queue(
         response = invoke(event)
         report.batches += 1
         report.responses.append(response)
-        failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
-        done = [m for m in messages if m["MessageId"] not in failed]
-        report.failed += len(messages) - len(done)
-        report.acknowledged += len(done)
-        for start in range(0, len(done), 10):
-            chunk = done[start : start + 10]
-            sqs.delete_message_batch(
-                QueueUrl=queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
-            )
+        done = acknowledge(sqs, queue_url, messages, failed_ids(response))
+        report.failed += len(messages) - done
+        report.acknowledged += done
     return report
+
+
+def failed_ids(response: Any) -> set[str]:
+    """The message ids an SQS handler reported in ``batchItemFailures``."""
+    return {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
+
+
+def acknowledge(sqs: Any, queue_url: str, messages: list[dict[str, Any]], failed: set[str]) -> int:
+    """Delete the received messages not in ``failed``, ten to a call, as the event source mapping
+    does after an invocation; returns how many were deleted (the failed ones wait out their
+    visibility timeout)."""
+    done = [m for m in messages if m["MessageId"] not in failed]
+    for start in range(0, len(done), 10):
+        chunk = done[start : start + 10]
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+        )
+    return len(done)
 
 
 @dataclass
@@ -210,23 +222,14 @@ class EventSourceMapping:
                 self._stop.wait(0.1)
                 messages += self._receive(self.batch_size - len(messages))
             try:
-                response = handler({"Records": [sqs_record(m, self._arn) for m in messages]})
-                failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
+                failed = failed_ids(handler({"Records": [sqs_record(m, self._arn) for m in messages]}))
             except Exception as exc:  # an invocation error: the whole batch returns to the queue
                 with self._lock:
                     self.stats.errors.append(f"{type(exc).__name__}: {exc}")
                 failed = {m["MessageId"] for m in messages}
-            done = [m for m in messages if m["MessageId"] not in failed]
-            for start in range(0, len(done), 10):
-                chunk = done[start : start + 10]
-                self.sqs.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-                    ],
-                )
+            done = acknowledge(self.sqs, self.queue_url, messages, failed)
             with self._lock:
                 self.stats.receives += len(messages)
                 self.stats.invocations += 1
-                self.stats.acknowledged += len(done)
-                self.stats.failed += len(messages) - len(done)
+                self.stats.acknowledged += done
+                self.stats.failed += len(messages) - done

@@ -75,6 +75,11 @@ class QueueDepth:
     in_flight: int = 0
     delayed: int = 0
 
+    @property
+    def total(self) -> int:
+        """Every record the queue holds: visible, in flight and waiting (delayed)."""
+        return self.visible + self.in_flight + self.delayed
+
 
 @dataclass
 class ProviderStatus:
@@ -83,10 +88,6 @@ class ProviderStatus:
     dlq: QueueDepth = field(default_factory=QueueDepth)
     budget_per_minute: int | None = None  # the provider's shared request budget, when it has one
     drain_minutes: int | None = None  # how long the queue's backlog takes at that budget, at least
-
-    @property
-    def backlog(self) -> int:
-        return self.queue.visible + self.queue.delayed + self.queue.in_flight
 
 
 def drain_estimate(stack: StackTarget, provider: str, backlog: int) -> tuple[int | None, int | None]:
@@ -140,7 +141,7 @@ def stack_status(stack: StackTarget, with_links: bool = True) -> dict[str, Any]:
             queue=queue_depth(sqs, stack.queue_url(provider)),
             dlq=queue_depth(sqs, stack.dlq_url(provider)),
         )
-        status.budget_per_minute, status.drain_minutes = drain_estimate(stack, provider, status.backlog)
+        status.budget_per_minute, status.drain_minutes = drain_estimate(stack, provider, status.queue.total)
         providers[provider] = status
     signups = queue_depth(sqs, stack.resource(SIGNUP_DLQ)) if SIGNUP_DLQ in stack.physical else None
     return {"providers": providers, "signup_dlq": signups}

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from provisioner_cli.lambda_runtime import EventSourceMapping
+from provisioner_cli.operations import queue_depth
 from provisioning.ratelimit import WINDOW_S
 from provisioning.store import LinkStatus, LinkStore
 from tests.conftest import dead_letters
@@ -34,13 +35,6 @@ pytestmark = pytest.mark.backlog
 BUDGET = int(os.environ.get("BACKLOG_BUDGET", "5"))  # requests per minute
 FUNCTION = "PalencaCreateUserFunction"
 QUEUE, DLQ = "PalencaCreateUserQueue", "PalencaCreateUserDLQ"
-
-
-def _queued(sqs: Any, url: str) -> int:
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    names.append("ApproximateNumberOfMessagesDelayed")
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes[name]) for name in names)
 
 
 def _drain(
@@ -69,11 +63,11 @@ def _drain(
         empty_checks = 0
         while time.time() - started < limit_s and empty_checks < 2:
             time.sleep(2)
-            empty_checks = empty_checks + 1 if _queued(sqs, queue) == 0 else 0
+            empty_checks = empty_checks + 1 if queue_depth(sqs, queue).total == 0 else 0
     finally:
         mapping.stop()
     elapsed = time.time() - started
-    assert _queued(sqs, queue) == 0, f"the backlog did not drain in {limit_s:.0f} s"
+    assert queue_depth(sqs, queue).total == 0, f"the backlog did not drain in {limit_s:.0f} s"
     assert mapping.stats.errors == []
 
     calls = [c for c in sandbox.calls if c.provider == "palenca"]

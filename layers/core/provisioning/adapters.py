@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
 
@@ -371,7 +371,7 @@ def process_queue_batch[RequestT: BaseModel](
     model (~110 ms on each cold start); this keeps its contract in a few lines."""
     waiting: list[Waiting] = []
 
-    def dead_letter(record: QueueRecord, exc: ProvisioningError, attempts: int) -> None:
+    def dead_letter(record: QueueRecord, exc: ProvisioningError, attempts: int) -> NoReturn:
         moved = dead_letters.send(record, exc, attempts)
         if moved and on_dead_letter is not None:
             on_dead_letter(exc)
@@ -405,7 +405,6 @@ def process_queue_batch[RequestT: BaseModel](
                 logger.warning("record failed; SQS will retry it", extra={"error": exc.report()})
                 raise RecordFailed(exc.code) from None
             dead_letter(record, exc, attempts)
-            raise  # unreachable: dead_letter raises
         except Exception:
             logger.exception("unexpected failure; SQS will retry the record")
             raise

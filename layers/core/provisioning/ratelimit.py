@@ -229,14 +229,11 @@ class SharedRateLimiter:
 
     # -- what an operator sees -------------------------------------------------------------------
     def used(self, now: float | None = None) -> int:
-        return self._counts(now)["used"]
-
-    def _counts(self, now: float | None = None, window: int | None = None) -> dict[str, int]:
-        if window is None:
-            window = self.window_of(self._clock() if now is None else now)
+        """Slots taken (sent or booked) in the window of ``now``."""
+        window = self.window_of(self._clock() if now is None else now)
         key = self._window_key(window)
         item = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item") or {}
-        return {"used": int(item["used"]["N"]) if "used" in item else 0}
+        return int(item["used"]["N"]) if "used" in item else 0
 
     def booked_until(self) -> float | None:
         """When the last window booked so far (any priority) opens, or None when nothing is booked."""
