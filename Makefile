@@ -67,7 +67,7 @@ test: venv sam-venv lint security ## Lint, checkov, then every test (the backlog
 	echo "---- backlog tests (run beside the others) ----"; cat .backlog-tests.log; rm -f .backlog-tests.log; \
 	test $$main -eq 0 -a $$drained -eq 0
 
-test-fast: venv ## Unit and integration tests only (no SAM CLI, no backlog drain)
+test-fast: venv sam-venv ## Unit and integration tests only (no sam build, no backlog drain)
 	$(VENV)/bin/pytest -m "not slow and not backlog"
 
 demo: venv ## Run the hub end to end on a throwaway local stack

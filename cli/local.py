@@ -46,6 +46,9 @@ class StackState:
     attrs: dict[str, str] = field(default_factory=dict)  # "Logical.Attr" -> value
     parameters: dict[str, str] = field(default_factory=dict)
     conditions: dict[str, bool] = field(default_factory=dict)
+    # With IAM enforced: each function's credentials (its role, assumed), and the harness's own.
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    admin: dict[str, str] = field(default_factory=dict)
 
     def resolver(self) -> Resolver:
         pseudo = {
@@ -79,6 +82,7 @@ class StackState:
         function = template.function(logical_id)
         env = {key: str(resolve(value)) for key, value in function.environment.items()}
         env.update(FAKE_CREDENTIALS)
+        env.update(self.credentials.get(logical_id, {}))  # its own role's, when IAM is enforced
         if self.aws_endpoint:
             env["AWS_ENDPOINT_URL"] = self.aws_endpoint
         env["AWS_LAMBDA_FUNCTION_NAME"] = logical_id

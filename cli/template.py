@@ -181,8 +181,19 @@ class Resolver:
                 logical, attr = value["Fn::GetAtt"]
                 return self.attrs.get((logical, attr), f"{logical}.{attr}")
             if "Fn::Sub" in value:
-                text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
-                return _SUB.sub(lambda m: str(self._sub_name(m.group(1))), text)
+                if isinstance(value["Fn::Sub"], str):
+                    text, variables = value["Fn::Sub"], {}
+                else:
+                    text, variables = value["Fn::Sub"][0], self(value["Fn::Sub"][1])
+
+                def substitute(match: re.Match[str]) -> str:
+                    name = match.group(1)
+                    return str(variables[name] if name in variables else self._sub_name(name))
+
+                return _SUB.sub(substitute, text)
+            if "Fn::Join" in value:
+                separator, items = value["Fn::Join"]
+                return str(separator).join(str(item) for item in self(items))
             resolved = {k: self(v) for k, v in value.items()}
             return {k: v for k, v in resolved.items() if v is not NO_VALUE}
         if isinstance(value, list):

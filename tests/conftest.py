@@ -17,6 +17,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from provisioner_cli import iam
 from provisioner_cli.lambda_runtime import LambdaContext, drain_queue, load_handler
 from provisioner_cli.local import FAKE_CREDENTIALS, REGION, StackState, provision_resources
 from provisioner_cli.template import Template
@@ -53,20 +54,46 @@ def sandbox() -> Iterator[Sandbox]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def translated() -> dict[str, Any]:
+    """template.yaml as SAM deploys it (aws-sam-translator)."""
+    return iam.translate(ROOT / "template.yaml")
+
+
 @pytest.fixture
-def stack(template: Template, sandbox: Sandbox) -> Iterator[StackState]:
-    """moto in-process, with every table, queue and secret template.yaml declares."""
+def stack(
+    template: Template, sandbox: Sandbox, translated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StackState]:
+    """moto in-process, with every table, queue and secret template.yaml declares, and each
+    function's role as SAM deploys it, enforced: a call the template does not grant is denied.
+    The harness (tests, CLI commands) acts as an administrator of the account."""
     with mock_aws():
-        yield provision_resources(template, sandbox.url, aws_endpoint=None)
+        state = provision_resources(template, sandbox.url, aws_endpoint=None)
+        iam.enforce_roles(state, translated)
+        for key, value in state.admin.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+        with iam.enforced():
+            yield state
 
 
 @pytest.fixture
-def aws() -> Callable[[str], Any]:
-    return lambda service: boto3.client(service, region_name=REGION)
+def admin_session(stack: StackState) -> boto3.Session:
+    """A session of the test harness itself (an administrator of the account, never a function)."""
+    return boto3.Session(region_name=REGION, **{key.lower(): value for key, value in stack.admin.items()})
+
+
+@pytest.fixture
+def aws(stack: StackState) -> Callable[[str], Any]:
+    """Clients of the test harness itself (an administrator of the account, never a function)."""
+    admin = {key.lower(): value for key, value in stack.admin.items()}
+    return lambda service: boto3.client(service, region_name=REGION, **admin)
 
 
 Handler = Callable[[dict[str, Any]], Any]
 
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # Variables a test sets on purpose (e.g. a small request budget): not reset by an invocation.
 OVERRIDDEN = {"PALENCA_REQUESTS_PER_MINUTE", "RECORD_CONCURRENCY", "RATE_LIMIT_MAX_WAIT_SECONDS"}
 
@@ -82,6 +109,10 @@ def load_function(
     def load(logical_id: str) -> Handler:
         env = stack.function_environment(template, logical_id)
         env.pop("AWS_ENDPOINT_URL", None)
+        # The container's credentials are its role's: given through its own default boto3 session
+        # (the process environment keeps the harness's, for the CLI commands tests run).
+        role = {key.lower(): env.pop(key) for key in CREDENTIAL_VARIABLES if key in env}
+        container_session = boto3.Session(region_name=REGION, **role)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         function = template.function(logical_id)
@@ -89,10 +120,12 @@ def load_function(
 
         def invoke(event: dict[str, Any]) -> Any:
             # One process hosts several "containers" here: give each invocation its function's
-            # environment, as its own Lambda container would have (tests may override values).
+            # environment and credentials, as its own Lambda container would have (tests may
+            # override values).
             for key, value in env.items():
                 if key not in OVERRIDDEN and os.environ.get(key) != value:
                     monkeypatch.setenv(key, value)
+            boto3.DEFAULT_SESSION = container_session
             started = time.monotonic()
             result = handler(
                 copy.deepcopy(event), LambdaContext(function_name=logical_id, timeout_s=function.timeout)

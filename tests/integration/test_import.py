@@ -265,7 +265,7 @@ def test_sender_faults_are_not_retried_and_fail_the_import(stack):
     assert sender.report.failed["palenca"] == 1
 
 
-def test_cli_against_the_stack_shows_progress_and_summary(tmp_path, stack, sqs, monkeypatch):
+def test_cli_against_the_stack_shows_progress_and_summary(tmp_path, stack, sqs, monkeypatch, admin_session):
     path = write_csv(tmp_path / "people.csv", 30, targeted=True)
     dry = CliRunner().invoke(cli, ["import", str(path), "--provider", "all", "--dry-run"])
     assert dry.exit_code == 0, dry.output
@@ -275,18 +275,12 @@ def test_cli_against_the_stack_shows_progress_and_summary(tmp_path, stack, sqs, 
     from provisioner_cli import bulk
     from provisioner_cli.stack import StackTarget
 
-    monkeypatch.setattr(bulk, "resolve_target", lambda **kw: StackTarget(dict(stack.refs), _session()))
+    monkeypatch.setattr(bulk, "resolve_target", lambda **kw: StackTarget(dict(stack.refs), admin_session))
     result = CliRunner().invoke(cli, ["import", str(path), "--provider", "all", "--local"])
     assert result.exit_code == 0, result.output
     assert "sending" in result.output
     assert "palenca  sent      30 in 3 SendMessageBatch calls" in result.output
     assert "trust    sent      24 in 3 SendMessageBatch calls" in result.output
-
-
-def _session():
-    import boto3
-
-    return boto3.Session(region_name="us-east-1")
 
 
 @pytest.mark.slow

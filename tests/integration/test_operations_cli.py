@@ -29,10 +29,10 @@ BODY = {"external_id": "t-9", "email": "ana.perez@example.test", "name": "Ana", 
 
 
 @pytest.fixture
-def target(stack) -> StackTarget:
+def target(stack, admin_session) -> StackTarget:
     return StackTarget(
         dict(stack.refs),
-        boto3.Session(region_name="us-east-1"),
+        admin_session,
         description="test stack",
         parameters=dict(stack.parameters),
     )
@@ -177,7 +177,7 @@ def test_links_of_a_person(use_target, aws):
     assert "usr_1" in result.output
 
 
-def test_commands_work_against_a_deployed_stack(stack, aws):
+def test_commands_work_against_a_deployed_stack(stack, aws, admin_session):
     cloudformation = aws("cloudformation")
     template = {
         "Resources": {
@@ -208,7 +208,7 @@ def test_commands_work_against_a_deployed_stack(stack, aws):
     }
     cloudformation.create_stack(StackName="provisioner-prod", TemplateBody=json.dumps(template))
 
-    deployed = StackTarget.deployed("provisioner-prod", boto3.Session(region_name="us-east-1"))
+    deployed = StackTarget.deployed("provisioner-prod", admin_session)
 
     assert deployed.queue_url("palenca").endswith("/prod-palenca")
     assert deployed.users_table == "prod-users"
@@ -307,11 +307,11 @@ def _deployed_template() -> dict[str, Any]:
     return {"Resources": resources}
 
 
-def test_cli_finds_a_deployed_stack_by_name(stack, aws):
+def test_cli_finds_a_deployed_stack_by_name(stack, aws, admin_session):
     """``--stack-name``: status, dlq show, dlq redrive and links address the stack's own resources
     through CloudFormation (the local stack's resources, also present, are not touched)."""
     aws("cloudformation").create_stack(StackName="live", TemplateBody=json.dumps(_deployed_template()))
-    deployed = StackTarget.deployed("live", boto3.Session(region_name="us-east-1"))
+    deployed = StackTarget.deployed("live", admin_session)
     assert deployed.dlq_url("trust").endswith("/live-trust-dlq")
     sqs = aws("sqs")
     plant(sqs, deployed.dlq_url("trust"))

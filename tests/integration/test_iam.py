@@ -1,0 +1,105 @@
+"""Every function runs under its own role, built from the template as SAM deploys it, and moto
+enforces it: a call the template does not grant is denied, in every test that invokes a function."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from provisioner_cli.iam import iam_wildcard
+from provisioner_cli.local import REGION
+from tests.conftest import api_event, response_json
+
+ROUTE = "/palenca/users"
+
+
+def _as(stack, function: str) -> boto3.Session:
+    return boto3.Session(
+        region_name=REGION, **{key.lower(): value for key, value in stack.credentials[function].items()}
+    )
+
+
+def _denied(call) -> bool:
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException", "403")
+    return False
+
+
+def test_a_role_allows_what_its_statements_grant_on_their_own_resources_only(stack):
+    palenca = _as(stack, "PalencaCreateUserFunction")
+    dynamodb, secrets = palenca.client("dynamodb"), palenca.client("secretsmanager")
+    key = {"external_id": {"S": "x"}, "provider": {"S": "palenca"}}
+
+    dynamodb.get_item(TableName=stack.refs["UsersTable"], Key=key)  # granted on that table
+    secrets.get_secret_value(SecretId=stack.parameters["PalencaSecretId"])  # "<name>-??????" matches
+
+    assert _denied(lambda: secrets.get_secret_value(SecretId=stack.parameters["TrustSecretId"]))
+    assert _denied(lambda: dynamodb.delete_table(TableName=stack.refs["UsersTable"]))
+    assert _denied(
+        lambda: palenca.client("sqs").send_message(
+            QueueUrl=stack.refs["TrustCreateUserQueue"], MessageBody="{}"
+        )
+    )
+    # The API docs function has no data access at all.
+    assert _denied(
+        lambda: (
+            _as(stack, "ApiDocsFunction")
+            .client("dynamodb")
+            .get_item(TableName=stack.refs["UsersTable"], Key=key)
+        )
+    )
+
+
+def test_removing_one_statement_denies_the_call_it_granted(load_function, stack, aws):
+    """The check cannot silently stop checking: without the grant of the provider secret, the
+    function cannot read it; with it back, it can."""
+    invoke = load_function("PalencaCreateUserFunction")
+    iam = aws("iam")
+    role = "PalencaCreateUserFunctionRole"
+    name, document = next(
+        (name, iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+        if "secretsmanager:GetSecretValue" in json.dumps(iam.get_role_policy(RoleName=role, PolicyName=name))
+    )
+    iam.delete_role_policy(RoleName=role, PolicyName=name)
+
+    denied = invoke(api_event(ROUTE, {"external_id": "iam-1"}))
+
+    assert denied["statusCode"] == 500
+    assert response_json(denied)["error"]["code"] == "configuration_error"
+
+    iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+    allowed = load_function("PalencaCreateUserFunction")(api_event(ROUTE, {"external_id": "iam-1"}))
+    assert allowed["statusCode"] == 201
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "matches"),
+    [
+        (
+            "arn:aws:secretsmanager:r:1:secret:provisioner/palenca-??????",
+            "arn:aws:secretsmanager:r:1:secret:provisioner/palenca-AbC123",
+            True,
+        ),
+        (
+            "arn:aws:secretsmanager:r:1:secret:provisioner/palenca-??????",
+            "arn:aws:secretsmanager:r:1:secret:provisioner/palenca-AbC12",
+            False,
+        ),
+        (
+            "arn:aws:dynamodb:r:1:table/Users/index/*",
+            "arn:aws:dynamodb:r:1:table/Users/index/ByProviderUserId",
+            True,
+        ),
+        ("arn:aws:dynamodb:r:1:table/Users", "arn:aws:dynamodb:r:1:table/UsersXtable", False),
+        ("arn:aws:sqs:r:1:a.b", "arn:aws:sqs:r:1:aXb", False),  # a dot is a dot
+        ("sqs:SendMessage*", "sqs:SendMessageBatch", True),
+    ],
+)
+def test_iam_wildcards(pattern, value, matches):
+    assert iam_wildcard(pattern, value) is matches
