@@ -70,13 +70,13 @@ test: venv sam-venv lint security ## Lint, checkov, then every test (the backlog
 test-fast: venv sam-venv ## Unit and integration tests only (no sam build, no backlog drain)
 	$(VENV)/bin/pytest -m "not slow and not backlog"
 
-demo: venv ## Run the hub end to end on a throwaway local stack
+demo: venv sam-venv ## Run the hub end to end on a throwaway local stack
 	$(VENV)/bin/provisioner demo
 
 bench: venv ## Benchmarks against the local stack, limits beside measurements (not part of make test)
 	$(PY) bench/run.py
 
-local: venv ## Start the local stack (moto + provider sandbox) in the foreground
+local: venv sam-venv ## Start the local stack (moto + provider sandbox) in the foreground
 	$(VENV)/bin/provisioner local up
 
 lock: ## Re-pin requirements-dev.txt from the current .venv

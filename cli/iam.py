@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,52 +82,74 @@ def _managed_policy_documents() -> dict[str, dict[str, Any]]:
 
 @dataclass
 class FunctionRole:
-    """What one function may do: its role's policy documents, resolved for the local stack."""
+    """What one function may do: its role's policies, resolved for the local stack."""
 
     function: str
     role: str
-    documents: dict[str, dict[str, Any]] = field(default_factory=dict)  # policy name -> document
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # inline: name -> document
+    managed: dict[str, dict[str, Any]] = field(default_factory=dict)  # AWS managed: ARN -> document
 
-    def statements(self) -> Iterator[dict[str, Any]]:
-        for document in self.documents.values():
+    def documents(self) -> dict[str, dict[str, Any]]:
+        """Every policy document of the role, by name."""
+        managed = {arn.rsplit("/", 1)[-1]: document for arn, document in self.managed.items()}
+        return {**managed, **self.policies}
+
+    def grants(self) -> set[tuple[str, str]]:
+        """(action, resource) for every action and resource the inline policies allow: what the
+        template itself grants (AWS managed policies are SAM's, attached for the service)."""
+        found: set[tuple[str, str]] = set()
+        for document in self.policies.values():
             statements = document.get("Statement", [])
-            yield from statements if isinstance(statements, list) else [statements]
-
-    def actions(self) -> set[str]:
-        """Every action the role allows (as written: may hold wildcards)."""
-        found: set[str] = set()
-        for statement in self.statements():
-            if statement.get("Effect") == "Allow":
-                action = statement.get("Action", [])
-                found.update(action if isinstance(action, list) else [action])
+            for statement in statements if isinstance(statements, list) else [statements]:
+                if statement.get("Effect") != "Allow":
+                    continue
+                actions, resources = statement.get("Action", []), statement.get("Resource", [])
+                for action in actions if isinstance(actions, list) else [actions]:
+                    for resource in resources if isinstance(resources, list) else [resources]:
+                        found.add((action, resource))
         return found
 
 
-def function_roles(translated: dict[str, Any], state: StackState) -> dict[str, FunctionRole]:
-    """Each function's role from the translated template, resolved against ``state``."""
+def function_roles(
+    translated: dict[str, Any], resolve: Any, managed: dict[str, dict[str, Any]] | None = None
+) -> dict[str, FunctionRole]:
+    """Each function's role from the translated template, references resolved with ``resolve``
+    (e.g. ``StackState.resolver()``); AWS managed policies' documents from ``managed`` (by default
+    moto's copies)."""
     resources = translated["Resources"]
-    resolve = state.resolver()
-    managed = _managed_policy_documents()
+    documents = _managed_policy_documents() if managed is None else managed
     roles: dict[str, FunctionRole] = {}
     for logical_id, resource in resources.items():
         if resource["Type"] != "AWS::Lambda::Function":
             continue
-        role_ref = resource["Properties"]["Role"]
-        role_id = role_ref["Fn::GetAtt"][0]
+        role_id = resource["Properties"]["Role"]["Fn::GetAtt"][0]
         properties = resources[role_id]["Properties"]
         role = FunctionRole(logical_id, role_id)
         for arn in properties.get("ManagedPolicyArns", []):
             arn = resolve(arn)
-            if arn not in managed:
+            if managed is None and arn not in documents:
                 raise RuntimeError(f"{role_id}: managed policy {arn} is not among moto's documents")
-            role.documents[arn.rsplit("/", 1)[-1]] = managed[arn]
+            role.managed[arn] = documents.get(arn, {})
         for policy in properties.get("Policies", []):
-            role.documents[policy["PolicyName"]] = {
+            role.policies[policy["PolicyName"]] = {
                 "Version": "2012-10-17",
                 **resolve(policy["PolicyDocument"]),
             }
         roles[logical_id] = role
     return roles
+
+
+def unused_grants(role: FunctionRole, calls: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (action, resource) grants of ``role`` that no call in ``calls`` used (IAM's matching:
+    wildcards, actions case-insensitive)."""
+    return {
+        (action, resource)
+        for action, resource in role.grants()
+        if not any(
+            iam_wildcard(action.lower(), called.lower()) and iam_wildcard(resource, on)
+            for called, on in calls
+        )
+    }
 
 
 @dataclass(frozen=True)
@@ -167,7 +190,7 @@ def create_roles(iam: Any, sts: Any, roles: dict[str, FunctionRole]) -> dict[str
         arn = iam.create_role(
             RoleName=role.role[:64], AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=43200
         )["Role"]["Arn"]
-        for name, document in role.documents.items():
+        for name, document in role.documents().items():
             iam.put_role_policy(RoleName=role.role[:64], PolicyName=name, PolicyDocument=json.dumps(document))
         answer = sts.assume_role(RoleArn=arn, RoleSessionName=function[:64], DurationSeconds=43200)[
             "Credentials"
@@ -244,6 +267,45 @@ def _sqs_resource(handler: Any, original: Any) -> str:
     return _arn("sqs", name) if name else "*"
 
 
+SQS_BATCH_ACTIONS = {
+    f"sqs:{action}Batch": f"sqs:{action}"
+    for action in ("SendMessage", "DeleteMessage", "ChangeMessageVisibility")
+}
+
+
+class CallLog:
+    """Every call a function's role was allowed, as (action, resource) per function: what the
+    tests saw each function do, to compare with what its role grants."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: dict[str, set[tuple[str, str]]] = {}
+        self.denied: dict[str, set[tuple[str, str]]] = {}
+
+    def record(self, function: str, action: str, resource: str, denied: bool = False) -> None:
+        with self._lock:
+            (self.denied if denied else self.calls).setdefault(function, set()).add((action, resource))
+
+    @contextmanager
+    def denials_expected(self) -> Iterator[None]:
+        """Denials inside are the point of the test that makes them: not recorded."""
+        with self._lock:
+            before = {function: set(calls) for function, calls in self.denied.items()}
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.denied = before
+
+    def as_json(self) -> dict[str, dict[str, list[list[str]]]]:
+        with self._lock:
+            return {
+                kind: {function: sorted(map(list, pairs)) for function, pairs in calls.items()}
+                for kind, calls in (("allowed", self.calls), ("denied", self.denied))
+            }
+
+
+CALLS = CallLog()
 _PATCHED = False
 
 
@@ -254,7 +316,7 @@ def complete_moto_enforcement() -> None:
     if _PATCHED:
         return
     from moto.dynamodb.responses import DynamoHandler
-    from moto.iam.access_control import IAMPolicyStatement
+    from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
     from moto.kms.responses import KmsResponse
     from moto.secretsmanager.responses import SecretsManagerResponse
     from moto.sqs.responses import SQSResponse
@@ -269,6 +331,32 @@ def complete_moto_enforcement() -> None:
         return True if iam_wildcard(pattern, string) else None
 
     IAMPolicyStatement._match = staticmethod(match)  # type: ignore[assignment]
+
+    # IAM authorises SQS's batch actions as their single action: SendMessageBatch needs
+    # sqs:SendMessage (moto asks for sqs:SendMessageBatch, which no policy names).
+    original_init = IAMRequestBase.__init__
+
+    def init(request: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(request, *args, **kwargs)
+        request._action = SQS_BATCH_ACTIONS.get(request._action, request._action)
+
+    IAMRequestBase.__init__ = init  # type: ignore[method-assign]
+
+    original_check = IAMRequestBase.check_action_permitted
+
+    def check_and_record(request: Any, resource: str) -> None:
+        arn = str(request._access_key.arn)
+        function = arn.rsplit("/", 1)[-1] if ":assumed-role/" in arn else None
+        try:
+            original_check(request, resource)
+        except Exception:
+            if function:
+                CALLS.record(function, request._action, resource, denied=True)
+            raise
+        if function:
+            CALLS.record(function, request._action, resource)
+
+    IAMRequestBase.check_action_permitted = check_and_record  # type: ignore[method-assign]
     _PATCHED = True
 
 
@@ -295,7 +383,7 @@ def enforce_roles(
 
     session = session or boto3.Session(region_name=REGION)
     kw = {"endpoint_url": state.aws_endpoint} if state.aws_endpoint else {}
-    roles = function_roles(translated, state)
+    roles = function_roles(translated, state.resolver())
     credentials = create_roles(session.client("iam", **kw), session.client("sts", **kw), roles)
     state.credentials = {function: c.environment() for function, c in credentials.items()}
     state.admin = create_admin(session.client("iam", **kw)).environment()

@@ -3,6 +3,7 @@ with the tables, queues and secrets that template.yaml declares."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -64,6 +65,17 @@ class StackState:
             attrs,  # type: ignore[arg-type]
             pseudo,
             self.conditions,
+        )
+
+    def harness_session(self) -> boto3.Session:
+        """The session of the tooling (CLI, demo, tests): the account's administrator when IAM is
+        enforced, else the fake credentials moto accepts."""
+        credentials = self.admin or FAKE_CREDENTIALS
+        return boto3.Session(
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
+            region_name=REGION,
         )
 
     def save(self, path: Path = STATE_FILE) -> None:
@@ -234,7 +246,12 @@ class LocalStack:
     """moto's server + the provider sandbox on loopback, provisioned from template.yaml."""
 
     def __init__(
-        self, template: Template, aws_port: int = 0, sandbox_port: int = 0, host: str = "127.0.0.1"
+        self,
+        template: Template,
+        aws_port: int = 0,
+        sandbox_port: int = 0,
+        host: str = "127.0.0.1",
+        enforce_iam: bool = True,
     ) -> None:
         from moto.moto_server.werkzeug_app import MotoRequestHandler
         from moto.server import ThreadedMotoServer
@@ -246,6 +263,8 @@ class LocalStack:
         from provisioner_sandbox.app import build_sandbox
 
         self.template = template
+        self.enforce_iam = enforce_iam
+        self._enforcement = contextlib.ExitStack()
         self.moto = ThreadedMotoServer(ip_address=host, port=aws_port, verbose=False)
         self.sandbox = build_sandbox(host=host, port=sandbox_port)
         self.state: StackState | None = None
@@ -258,9 +277,17 @@ class LocalStack:
         self.sandbox.start()
         host, port = self.moto.get_host_and_port()
         self.state = provision_resources(self.template, self.sandbox.url, f"http://{host}:{port}")
+        if self.enforce_iam:
+            # Each function gets its own role as SAM deploys it; from here on moto checks every
+            # request against its principal's policies (the tooling acts as the account's admin).
+            from provisioner_cli import iam
+
+            iam.enforce_roles(self.state, iam.translate(self.template.path))
+            self._enforcement.enter_context(iam.enforced())
         return self.state
 
     def stop(self) -> None:
+        self._enforcement.close()
         self.sandbox.stop()
         self.moto.stop()
 
@@ -272,14 +299,8 @@ class LocalStack:
 
 
 def aws_client(state: StackState, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=state.aws_endpoint,
-        region_name=REGION,
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-    )
+    """A client of the tooling itself (the account's administrator when IAM is enforced)."""
+    return state.harness_session().client(service, endpoint_url=state.aws_endpoint)
 
 
 def sam_local_env(

@@ -60,9 +60,19 @@ def local() -> None:
     help="Share of provider calls answered with a hostile fault (HTML, cut-off or huge bodies, redirects, "
     "trickles, hangs, odd Retry-After, personal data in errors); also POST /_sandbox/hostile.",
 )
-def local_up(template_path: str, aws_port: int, sandbox_port: int, hostile: float) -> None:
+@click.option(
+    "--iam/--no-iam",
+    "enforce_iam",
+    default=True,
+    show_default=True,
+    help="Run each function under its own role as SAM deploys it, enforced (needs the SAM CLI's "
+    "environment: make sam-venv).",
+)
+def local_up(template_path: str, aws_port: int, sandbox_port: int, hostile: float, enforce_iam: bool) -> None:
     """Start the local stack in the foreground (Ctrl-C stops it)."""
-    stack = LocalStack(_template(template_path), aws_port=aws_port, sandbox_port=sandbox_port)
+    stack = LocalStack(
+        _template(template_path), aws_port=aws_port, sandbox_port=sandbox_port, enforce_iam=enforce_iam
+    )
     state = stack.start()
     state.save(STATE_FILE)
     if hostile > 0:
@@ -70,6 +80,10 @@ def local_up(template_path: str, aws_port: int, sandbox_port: int, hostile: floa
     click.echo(f"AWS endpoint (moto): {state.aws_endpoint}")
     click.echo(
         f"provider sandbox:    {state.sandbox_url}" + (f" (hostile: {hostile:.0%})" if hostile else "")
+    )
+    click.echo(
+        "IAM:                 "
+        + ("each function under its own role, enforced" if enforce_iam else "not enforced (--no-iam)")
     )
     click.echo(f"state written to {STATE_FILE}; Ctrl-C to stop")
     try:

@@ -100,18 +100,12 @@ class StackTarget:
     @classmethod
     def local(cls, state_file: Path | None = None) -> StackTarget:
         """The running local stack (``provisioner local up``)."""
-        from provisioner_cli.local import FAKE_CREDENTIALS, REGION, STATE_FILE, StackState
+        from provisioner_cli.local import STATE_FILE, StackState
 
         state = StackState.load(state_file or STATE_FILE)
-        session = boto3.Session(
-            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-            region_name=REGION,
-        )
         return cls(
             dict(state.refs),
-            session,
+            state.harness_session(),
             state.aws_endpoint,
             description="the local stack",
             parameters=dict(state.parameters),

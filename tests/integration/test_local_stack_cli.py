@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
-from provisioner_cli.local import STATE_FILE, LocalStack
+from provisioner_cli.iam import CALLS
+from provisioner_cli.local import REGION, STATE_FILE, LocalStack, aws_client
 from provisioner_cli.main import cli
 from tests.conftest import EVENTS, ROOT
 
@@ -38,6 +41,24 @@ def test_local_stack_creates_what_the_template_declares(local_stack):
         assert logical_id in state.refs
     assert state.parameters["PalencaBaseUrl"] == f"{state.sandbox_url}/palenca"
     assert state.aws_endpoint.startswith("http://127.0.0.1:")
+
+
+def test_local_stack_runs_each_function_under_its_own_enforced_role(local_stack):
+    _, state = local_stack
+    credentials = {
+        key.lower(): value for key, value in state.credentials["PalencaCreateUserFunction"].items()
+    }
+    secrets = boto3.client(
+        "secretsmanager", endpoint_url=state.aws_endpoint, region_name=REGION, **credentials
+    )
+
+    secrets.get_secret_value(SecretId=state.parameters["PalencaSecretId"])
+    with CALLS.denials_expected(), pytest.raises(ClientError) as denied:
+        secrets.get_secret_value(SecretId=state.parameters["TrustSecretId"])
+
+    assert denied.value.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException", "403")
+    tooling = aws_client(state, "secretsmanager")  # the tooling is the account's administrator
+    assert tooling.get_secret_value(SecretId=state.parameters["TrustSecretId"])["SecretString"]
 
 
 def test_invoke_runs_the_api_event_against_the_local_stack(in_project):

@@ -213,3 +213,29 @@ def test_a_copy_received_before_its_turn_goes_back_untouched(invoke, stack, aws,
     assert float(waiting["attributes"][COME_BACK_AT]) == pytest.approx(turn, abs=0.01)
     assert sandbox.calls == []
     assert list(LinkStore(aws("dynamodb"), stack.refs["UsersTable"]).scan_links()) == []
+
+
+def test_a_record_that_cannot_be_sent_back_waits_in_the_queue_instead(invoke, stack, aws, sandbox, limiter):
+    """SQS refusing the delayed copy: the record is reported failed (SQS keeps it) and made invisible
+    until its turn with its own queue's visibility, so it neither comes back at once nor is lost."""
+    sqs, url = aws("sqs"), stack.refs[QUEUE]
+    _exhaust(limiter)
+    _send(sqs, url, [{"external_id": "not-sent-back"}])
+    backend = sqs_backends[ACCOUNT][REGION]
+    original = backend.send_message_batch
+
+    def refuse_the_function(queue_name: str, entries: Any) -> Any:
+        raise RuntimeError("SendMessageBatch is unavailable")
+
+    backend.send_message_batch = refuse_the_function
+    try:
+        report = drain_queue(sqs, url, invoke, max_batches=1, visibility_timeout=0)
+    finally:
+        backend.send_message_batch = original
+
+    assert (report.acknowledged, report.failed) == (0, 1)
+    assert sandbox.calls == []
+    (message,) = backend.get_queue(QUEUE)._messages
+    seconds_invisible = message.visible_at / 1000 - time.time()
+    assert 1 < seconds_invisible <= WINDOW_S + 2  # until the next window, not the queue's 180 s
+    assert _waiting(QUEUE) == []

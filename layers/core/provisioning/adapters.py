@@ -16,7 +16,14 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
 
-from provisioning.errors import FieldError, InvalidRequest, ProvisioningError, RateLimited, WaitedTooLong
+from provisioning.errors import (
+    ConfigurationError,
+    FieldError,
+    InvalidRequest,
+    ProvisioningError,
+    RateLimited,
+    WaitedTooLong,
+)
 from provisioning.models import ProvisionResult
 from provisioning.observability import logger
 from provisioning.privacy import field_name
@@ -243,7 +250,6 @@ class DeadLetters:
         self._sqs_client = sqs  # created on first use: most invocations never dead-letter
         self._dlq_url = dead_letter_queue_url
         self._own_queue_url = queue_url  # QUEUE_URL: the function's queue, without a lookup
-        self._queue_urls: dict[str, str] = {}
 
     @property
     def _sqs(self) -> Any:
@@ -254,17 +260,11 @@ class DeadLetters:
         return self._queue_url(record.event_source_arn)
 
     def _queue_url(self, arn: str) -> str:
-        if (
-            self._own_queue_url
-            and arn.rsplit(":", 1)[-1] == self._own_queue_url.rstrip("/").rsplit("/", 1)[-1]
-        ):
+        """The function reads its own queue only (``QUEUE_URL``): no lookup, and no grant for one."""
+        name = arn.rsplit(":", 1)[-1]
+        if self._own_queue_url and name == self._own_queue_url.rstrip("/").rsplit("/", 1)[-1]:
             return self._own_queue_url
-        if arn not in self._queue_urls:
-            _, _, _, _, account, name = arn.split(":", 5)
-            self._queue_urls[arn] = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
-                "QueueUrl"
-            ]
-        return self._queue_urls[arn]
+        raise ConfigurationError(f"records of queue {name!r} reached a function whose QUEUE_URL is another")
 
     def delay(self, record: QueueRecord, seconds: float) -> None:
         """Make a failed record come back after ``seconds`` (e.g. when a rate-limit window reopens)."""

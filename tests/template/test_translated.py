@@ -1,0 +1,161 @@
+"""The CloudFormation that SAM deploys (template.yaml through aws-sam-translator), not only the
+template as written: the stages, queues and roles that really reach the account."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from provisioner_cli.iam import function_roles
+from provisioner_cli.local import ACCOUNT, REGION
+from provisioner_cli.template import Resolver
+
+ROLE_MANAGED_POLICIES = {
+    "AWSLambdaBasicExecutionRole",  # logs: the Lambda service writes the function's log lines
+    "AWSXrayWriteOnlyAccess",  # Tracing: Active
+}
+QUEUE_POLLER = "AWSLambdaSQSQueueExecutionRole"  # added by SAM for an SQS event source
+
+
+def _of_type(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in translated["Resources"].items() if v["Type"] == kind}
+
+
+def _names() -> Resolver:
+    """Resolves references to readable names: Ref X -> X, GetAtt X.Arn -> X.Arn."""
+    return Resolver({}, {}, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"})
+
+
+def test_one_stage_with_the_throttling_and_no_stray_stage(translated):
+    stages = _of_type(translated, "AWS::ApiGateway::Stage")
+    assert list(stages) == ["ApiStage"], "OpenApiVersion keeps SAM from adding a stage named Stage"
+    properties = stages["ApiStage"]["Properties"]
+    assert properties["StageName"] == {"Ref": "StageName"}
+    throttling = [s for s in properties["MethodSettings"] if "ThrottlingRateLimit" in s]
+    assert throttling
+    assert throttling[0]["ThrottlingBurstLimit"] > 0
+    assert properties["TracingEnabled"] is True
+    assert not [
+        s
+        for s in _of_type(translated, "AWS::ApiGateway::Deployment").values()
+        if "StageName" in s["Properties"]
+    ], "a deployment with StageName creates another stage"
+
+
+def test_every_queue_has_a_dead_letter_queue_or_is_one(translated):
+    resources = translated["Resources"]
+    queues = _of_type(translated, "AWS::SQS::Queue")
+    dead_letter_targets = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    for logical_id, queue in queues.items():
+        if logical_id in dead_letter_targets or logical_id.endswith("DLQ"):
+            others = json.dumps({k: v for k, v in resources.items() if k != logical_id})
+            assert f'"{logical_id}"' in others, f"{logical_id} is used by nothing"
+            assert queue["Properties"]["MessageRetentionPeriod"] == 1209600, f"{logical_id} keeps 14 days"
+            continue
+        redrive = queue["Properties"].get("RedrivePolicy")
+        assert redrive, f"{logical_id} has no dead-letter queue"
+        assert redrive["maxReceiveCount"] >= 3
+
+
+def test_every_event_source_reads_a_queue_with_a_dead_letter_queue(translated):
+    queues = _of_type(translated, "AWS::SQS::Queue")
+    mappings = _of_type(translated, "AWS::Lambda::EventSourceMapping")
+    assert mappings
+    for mapping in mappings.values():
+        queue = mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+        assert "RedrivePolicy" in queues[queue]["Properties"], queue
+        assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_every_function_runs_under_its_own_role(translated):
+    functions = _of_type(translated, "AWS::Lambda::Function")
+    roles = [f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()]
+    assert len(set(roles)) == len(roles), "no two functions share a role"
+    for logical_id, function in functions.items():
+        role = translated["Resources"][function["Properties"]["Role"]["Fn::GetAtt"][0]]
+        trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Principal"] for s in trust] == [{"Service": ["lambda.amazonaws.com"]}], logical_id
+        assert "PermissionsBoundary" not in role["Properties"]
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        "PalencaCreateUserFunction",
+        "PalencaListUsersFunction",
+        "TrustCreateUserFunction",
+        "PalmCreateUserFunction",
+        "ValidicProvisionUserFunction",
+        "ApiDocsFunction",
+    ],
+)
+def test_each_role_grants_exactly_what_its_function_needs(translated, function):
+    role = function_roles(translated, _names(), managed={})[function]
+    managed = {name.rsplit("/", 1)[-1] for name in role.managed}
+    pollers = {QUEUE_POLLER} if function in EXPECTED_QUEUE else set()
+    assert managed == ROLE_MANAGED_POLICIES | pollers
+    assert role.grants() == EXPECTED[function]
+
+
+# What each function may do, by resource (Ref X -> X, GetAtt X.Arn -> X.Arn). The tests that invoke the
+# functions prove every one of these is called (tests/integration/test_least_privilege.py).
+USERS = {
+    ("dynamodb:GetItem", "UsersTable.Arn"),
+    ("dynamodb:PutItem", "UsersTable.Arn"),
+    ("dynamodb:UpdateItem", "UsersTable.Arn"),
+    ("dynamodb:Query", "UsersTable.Arn/index/ByProviderUserId"),
+}
+IDEMPOTENCY = {
+    (f"dynamodb:{action}", "IdempotencyTable.Arn")
+    for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
+}
+RATE_LIMIT = {("dynamodb:GetItem", "RateLimitTable.Arn"), ("dynamodb:UpdateItem", "RateLimitTable.Arn")}
+ENCRYPTED_QUEUES = {
+    ("kms:GenerateDataKey", "DataEncryptionKey.Arn"),
+    ("kms:Decrypt", "DataEncryptionKey.Arn"),
+}
+
+
+def _secret(parameter: str) -> tuple[str, str]:
+    return (
+        "secretsmanager:GetSecretValue",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{parameter}-??????",
+    )
+
+
+def _create(queue: str, secret: str) -> set[tuple[str, str]]:
+    dead_letter_queue = queue.removesuffix("Queue") + "DLQ"
+    return (
+        USERS
+        | IDEMPOTENCY
+        | ENCRYPTED_QUEUES
+        | {
+            ("sqs:SendMessage", f"{dead_letter_queue}.Arn"),
+            ("sqs:SendMessage", f"{queue}.Arn"),
+            ("sqs:ChangeMessageVisibility", f"{queue}.Arn"),
+            _secret(secret),
+        }
+    )
+
+
+EXPECTED_QUEUE = {
+    "PalencaCreateUserFunction": "PalencaCreateUserQueue",
+    "TrustCreateUserFunction": "TrustCreateUserQueue",
+    "PalmCreateUserFunction": "PalmCreateUserQueue",
+    "ValidicProvisionUserFunction": "ValidicProvisionUserQueue",
+}
+EXPECTED: dict[str, set[tuple[str, str]]] = {
+    "PalencaCreateUserFunction": _create("PalencaCreateUserQueue", "PalencaSecretId") | RATE_LIMIT,
+    "TrustCreateUserFunction": _create("TrustCreateUserQueue", "TrustSecretId"),
+    "PalmCreateUserFunction": _create("PalmCreateUserQueue", "PalmSecretId"),
+    "ValidicProvisionUserFunction": _create("ValidicProvisionUserQueue", "ValidicSecretId")
+    | {("kms:Encrypt", "TokenEncryptionKey.Arn")},
+    "PalencaListUsersFunction": USERS | RATE_LIMIT | {_secret("PalencaSecretId")},
+    "ApiDocsFunction": set(),
+}
