@@ -162,7 +162,8 @@ def run_demo(template: Template) -> int:
     stack = LocalStack(template)
     with stack as state:
         demo = Demo(template, state)
-        click.echo(f"local stack: AWS (moto) {state.aws_endpoint}, provider sandbox {state.sandbox_url}\n")
+        click.echo(f"local stack: AWS (moto) {state.aws_endpoint}, provider sandbox {state.sandbox_url}")
+        click.echo(f"IAM enforced: each of the {len(state.credentials)} functions runs under its own role\n")
 
         click.echo(f"1. One person ({PERSON}) at all four providers through API Gateway events")
         for function_id, (folder, _) in CREATE_FUNCTIONS.items():

@@ -18,7 +18,7 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,15 +139,18 @@ def function_roles(
     return roles
 
 
-def unused_grants(role: FunctionRole, calls: set[tuple[str, str]]) -> set[tuple[str, str]]:
+def unused_grants(
+    role: FunctionRole, calls: set[tuple[str, str]], rename: Callable[[str], str] = str
+) -> set[tuple[str, str]]:
     """The (action, resource) grants of ``role`` that no call in ``calls`` used (IAM's matching:
-    wildcards, actions case-insensitive)."""
+    wildcards, actions case-insensitive). ``rename`` maps a resource on both sides first (e.g. a
+    KMS key's ARN, new in every test stack, to its logical id)."""
+    seen = {(action.lower(), rename(resource)) for action, resource in calls}
     return {
         (action, resource)
         for action, resource in role.grants()
         if not any(
-            iam_wildcard(action.lower(), called.lower()) and iam_wildcard(resource, on)
-            for called, on in calls
+            iam_wildcard(action.lower(), called) and iam_wildcard(rename(resource), on) for called, on in seen
         )
     }
 
@@ -281,6 +284,18 @@ class CallLog:
         self._lock = threading.Lock()
         self.calls: dict[str, set[tuple[str, str]]] = {}
         self.denied: dict[str, set[tuple[str, str]]] = {}
+        self.logical_ids: dict[str, str] = {}  # resource ARN -> logical id, over every stack
+
+    def name_resources(self, state: StackState) -> None:
+        """Remember the logical id of each of ``state``'s resources by ARN (stacks of different
+        tests have different key ids: calls compare by logical id)."""
+        with self._lock:
+            for attr, value in state.attrs.items():
+                if attr.endswith(".Arn"):
+                    self.logical_ids[value] = attr.removesuffix(".Arn")
+
+    def logical_id(self, resource: str) -> str:
+        return self.logical_ids.get(resource, resource)
 
     def record(self, function: str, action: str, resource: str, denied: bool = False) -> None:
         with self._lock:
@@ -387,5 +402,6 @@ def enforce_roles(
     credentials = create_roles(session.client("iam", **kw), session.client("sts", **kw), roles)
     state.credentials = {function: c.environment() for function, c in credentials.items()}
     state.admin = create_admin(session.client("iam", **kw)).environment()
+    CALLS.name_resources(state)
     complete_moto_enforcement()
     return roles

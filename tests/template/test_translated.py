@@ -156,6 +156,12 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "PalmCreateUserFunction": _create("PalmCreateUserQueue", "PalmSecretId"),
     "ValidicProvisionUserFunction": _create("ValidicProvisionUserQueue", "ValidicSecretId")
     | {("kms:Encrypt", "TokenEncryptionKey.Arn")},
-    "PalencaListUsersFunction": USERS | RATE_LIMIT | {_secret("PalencaSecretId")},
+    "PalencaListUsersFunction": {
+        ("dynamodb:GetItem", "UsersTable.Arn"),
+        ("dynamodb:PutItem", "UsersTable.Arn"),
+        ("dynamodb:Query", "UsersTable.Arn/index/ByProviderUserId"),
+        ("dynamodb:UpdateItem", "RateLimitTable.Arn"),
+        _secret("PalencaSecretId"),
+    },
     "ApiDocsFunction": set(),
 }
