@@ -165,3 +165,17 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     },
     "ApiDocsFunction": set(),
 }
+
+
+def test_key_policies_grant_services_only_on_behalf_of_this_account(translated):
+    """No confused deputy: a service may use the hub's keys only for this account's resources."""
+    for logical_id, key in _of_type(translated, "AWS::KMS::Key").items():
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+            service = statement["Principal"].get("Service")
+            if not service:
+                continue
+            condition = statement.get("Condition", {})
+            assert condition, f"{logical_id}/{statement['Sid']}: no condition"
+            if service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
+                assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+                assert "aws:SourceArn" in condition["ArnLike"], f"{logical_id}/{statement['Sid']}"
