@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
 
+from provisioner_cli.local import REGION
 from provisioning.errors import InvalidRequest
 from provisioning.store import Link, LinkSource, LinkStore
 from tests.conftest import EVENTS, api_event, response_json
@@ -208,6 +210,49 @@ def test_a_scheduled_event_with_a_window_in_its_detail_fails(invoke, sandbox):
     with pytest.raises(InvalidRequest, match=r"^detail: a scheduled event carries no window"):
         invoke(_schedule(_window(days_back=60)))
     assert sandbox.count("palenca") == 0
+
+
+def test_a_sync_that_fails_for_good_lands_in_its_dlq_with_the_reason(
+    invoke, template, stack, aws, sandbox, monkeypatch
+):
+    """Lambda's asynchronous invocation as the schedule's rule makes it: retried as EventInvokeConfig
+    says, then its OnFailure record sent to PalencaSyncDLQ with the function's own role."""
+    from click.testing import CliRunner
+
+    from provisioner_cli.lambda_runtime import invoke_async
+    from provisioner_cli.main import cli
+    from provisioner_cli.stack import StackTarget
+
+    config = template.function(FUNCTION).event_invoke_config
+    dlq_url = stack.refs[template.on_failure_queue_of(FUNCTION)]
+    as_function = boto3.Session(
+        region_name=REGION, **{key.lower(): value for key, value in stack.credentials[FUNCTION].items()}
+    ).client("sqs")
+    calls = []
+
+    def counted(event):
+        calls.append(event)
+        return invoke(event)
+
+    outcome = invoke_async(
+        counted,
+        {"sync": {"since": "2026-02-30"}},
+        function_name=FUNCTION,
+        maximum_retry_attempts=config["MaximumRetryAttempts"],
+        on_failure=lambda record: as_function.send_message(QueueUrl=dlq_url, MessageBody=json.dumps(record)),
+    )
+
+    assert len(calls) == outcome.attempts == 3
+    assert sandbox.count("palenca") == 0
+    target = StackTarget(dict(stack.refs), boto3.Session(region_name=REGION), description="test stack")
+    monkeypatch.setattr("provisioner_cli.operations.resolve_target", lambda **kw: target)
+    shown = CliRunner().invoke(cli, ["dlq", "show", "--provider", "sync"])
+    assert shown.exit_code == 0, shown.output
+    assert "attempts 3" in shown.output
+    assert "reason: InvalidRequest: sync.since: must be a real date formatted YYYY-MM-DD" in shown.output
+    assert '"since": "2026-02-30"' in shown.output  # what it was invoked with
+    (letter,) = json.loads(CliRunner().invoke(cli, ["dlq", "show", "--provider", "all", "--json"]).output)
+    assert letter["queue"] == "sync"
 
 
 def test_ready_events_work(invoke, template):

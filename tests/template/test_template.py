@@ -183,7 +183,7 @@ def test_every_dead_letter_queue_and_function_has_an_alarm_to_the_alarm_topic(te
     }
     queues = template.of_type("AWS::SQS::Queue")
     dlqs = [q for q in queues if q.endswith("DLQ")]
-    assert len(dlqs) == 5
+    assert len(dlqs) == 6
     for dlq in dlqs:
         key = ("ApproximateNumberOfMessagesVisible", str({"Fn::GetAtt": [dlq, "QueueName"]}))
         assert key in watched, f"no alarm on {dlq}"
@@ -237,3 +237,57 @@ def test_signup_rules_route_user_signed_up_to_each_provider_queue(template):
         assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {
             "Fn::GetAtt": [f"{provider.capitalize()}SignupRule", "Arn"]
         }
+
+
+def test_the_palenca_sync_schedule_retries_and_dead_letters_to_an_encrypted_queue(template, translated):
+    import json
+
+    from provisioning.listing import SyncRequest, default_window
+
+    function = _resource(template, "PalencaListUsersFunction")
+    sync = function["Properties"]["Events"]["Sync"]
+    assert sync["Type"] == "Schedule"
+    props = sync["Properties"]
+    assert props["Schedule"] == {"Ref": "PalencaSyncSchedule"}
+    dlq_arn = {"Fn::GetAtt": ["PalencaSyncDLQ", "Arn"]}
+    assert props["DeadLetterConfig"] == {"Arn": dlq_arn}
+    assert 0 < props["RetryPolicy"]["MaximumRetryAttempts"] <= 185
+    assert 60 <= props["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86400
+    # The schedule's constant Input is a window the function accepts: the default one.
+    assert SyncRequest.model_validate(json.loads(props["Input"])).sync.window() == default_window()
+
+    # A sync that fails (an async invocation) is retried, then recorded in the same queue.
+    invoke_config = function["Properties"]["EventInvokeConfig"]
+    assert 0 < invoke_config["MaximumRetryAttempts"] <= 2
+    assert invoke_config["DestinationConfig"]["OnFailure"] == {"Type": "SQS", "Destination": dlq_arn}
+    skips = {s["id"]: s["comment"] for s in function["Metadata"]["checkov"]["skip"]}
+    assert "no async" not in skips.get("CKV_AWS_116", "")
+
+    dlq = _resource(template, "PalencaSyncDLQ")["Properties"]
+    assert dlq["KmsMasterKeyId"] == {"Ref": "DataEncryptionKey"}
+    assert dlq["MessageRetentionPeriod"] == 1209600
+    policy = _resource(template, "PalencaSyncDLQPolicy")["Properties"]
+    assert policy["Queues"] == [{"Ref": "PalencaSyncDLQ"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == dlq_arn
+    source = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert source == {"Fn::GetAtt": ["PalencaListUsersFunctionSync", "Arn"]}
+    dashboard = _resource(template, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert "${PalencaSyncDLQ.QueueName}" in dashboard
+
+    # As SAM deploys it: the rule that policy names, its target, and the role's right to the queue.
+    resources = translated["Resources"]
+    rule = resources[source["Fn::GetAtt"][0]]
+    assert rule["Type"] == "AWS::Events::Rule"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["PalencaListUsersFunction", "Arn"]}
+    assert target["Input"] == props["Input"]
+    assert target["RetryPolicy"] == props["RetryPolicy"]
+    assert target["DeadLetterConfig"] == {"Arn": dlq_arn}
+    config = resources["PalencaListUsersFunctionEventInvokeConfig"]["Properties"]
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == dlq_arn
+    role = resources["PalencaListUsersFunctionRole"]["Properties"]["Policies"]
+    grants = [st for p in role for st in p["PolicyDocument"]["Statement"]]
+    assert {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dlq_arn} in grants
