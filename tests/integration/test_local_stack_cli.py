@@ -91,3 +91,44 @@ def test_local_env_resolves_the_function_environment(in_project):
     assert env["USERS_TABLE"] == "UsersTable"
     assert env["PALENCA_BASE_URL"].endswith("/palenca")
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_sync_runs_the_palenca_sync_on_the_local_stack_with_the_schedules_payload(in_project):
+    from datetime import UTC, datetime, timedelta
+
+    stack, _ = in_project
+    palenca = stack.sandbox.emulators["palenca"]
+    palenca.seed_user("sync-recent")
+    palenca.seed_user("sync-old", created_at=datetime.now(UTC) - timedelta(days=40))
+    today = datetime.now(UTC).date()
+    since, until = (today - timedelta(days=45)).isoformat(), (today - timedelta(days=30)).isoformat()
+    template = str(ROOT / "template.yaml")
+
+    window = _run("sync", "--since", since, "--until", until, "--template", template)
+    assert window.exit_code == 0, window.output
+    summary = json.loads(window.stdout)
+    assert (summary["start_date"], summary["end_date"], summary["created"]) == (until, since, 1)
+    assert "sync-old" in _run("links", "sync-old").stdout
+    assert "no links" in _run("links", "sync-recent").stdout
+
+    default = _run("sync", "--template", template)
+    assert default.exit_code == 0, default.output
+    summary = json.loads(default.stdout)
+    assert summary["end_date"] == (today - timedelta(days=7)).isoformat()
+    assert "sync-recent" in _run("links", "sync-recent").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "2026-02-10", "--until", "2026-02-01"], "--until: must not be before since"),
+        (["--days", "0"], "--days: Input should be greater than or equal to 1"),
+        (["--days", "7", "--since", "2026-02-01"], "--since: must not be given with days"),
+        (["--since", "2026-02-30"], "'2026-02-30' does not match the format"),
+    ],
+)
+def test_sync_refuses_a_window_the_function_would_refuse_before_running_it(in_project, args, message):
+    result = CliRunner().invoke(cli, ["sync", *args, "--template", str(ROOT / "template.yaml")])
+
+    assert result.exit_code == 2, result.output
+    assert message in result.output
