@@ -135,6 +135,42 @@ def test_env_json_is_current_for_sam_local_invoke(template):
     assert env == sam_local_env(template), "env.json is stale: provisioner local env-json > env.json"
 
 
+def test_env_json_points_every_function_at_the_local_stack(template):
+    """`sam local` applies env.json only to the variables a function declares: each entry sets only
+    those, AWS_ENDPOINT_URL (declared empty for AWS) included, and every address is the local stack's
+    or the sandbox's as a container reaches them."""
+    import json
+
+    from provisioner_cli.local import local_key_alias
+
+    assert template.globals["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+    env = json.loads((ROOT / "env.json").read_text())
+    assert sorted(env) == template.functions()
+    for name, variables in env.items():
+        assert set(variables) <= set(template.function(name).environment), name
+        assert variables["AWS_ENDPOINT_URL"] == "http://host.docker.internal:4566", name
+        for key, value in variables.items():
+            if "://" in value:
+                host = value.split("/")[2]
+                assert host in ("host.docker.internal:4566", "host.docker.internal:4577"), (name, key)
+            assert "amazonaws.com" not in value, (name, key)
+            assert "arn:aws:" not in value, (name, key)
+    assert env["ValidicProvisionUserFunction"]["TOKEN_KMS_KEY_ID"] == local_key_alias("TokenEncryptionKey")
+
+
+def test_an_empty_aws_endpoint_url_leaves_boto3_on_aws(monkeypatch):
+    """What the functions get in AWS, where template.yaml declares AWS_ENDPOINT_URL empty."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    assert (
+        boto3.client("sqs", region_name="eu-west-1").meta.endpoint_url
+        == "https://sqs.eu-west-1.amazonaws.com"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    assert boto3.client("sqs", region_name="eu-west-1").meta.endpoint_url == "http://127.0.0.1:4566"
+
+
 def test_tables_queues_and_log_groups_are_encrypted_with_the_hub_key(template):
     key = {"Ref": "DataEncryptionKey"}
     assert _resource(template, "DataEncryptionKey")["Properties"]["EnableKeyRotation"] is True
