@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -206,10 +205,37 @@ def test_sam_validate_lint_passes():
     assert "is a valid SAM Template" in result.stdout + result.stderr
 
 
-def test_samconfig_lints_on_validate():
-    text = Path(ROOT / "samconfig.toml").read_text()
-    assert "[default.validate.parameters]" in text
-    assert "lint = true" in text
+def test_samconfig_configures_the_same_commands_in_every_environment():
+    """SAM reads only the chosen environment's sections (nothing falls back to [default]): each one
+    must carry every setting."""
+    import tomllib
+
+    from provisioner_cli.local import REGION
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    environments = {name: env for name, env in config.items() if name != "version"}
+    assert set(environments) == {"default", "dev", "prod"}
+    commands = {name: set(env) for name, env in environments.items()}
+    assert len({frozenset(c) for c in commands.values()}) == 1, commands
+    assert commands["default"] >= {"global", "build", "validate", "deploy", "local_invoke", "local_start_api"}
+    stack_names = set()
+    for name, env in environments.items():
+        settings = {command: section["parameters"] for command, section in env.items()}
+        stack_names.add(settings["global"]["stack_name"])
+        assert settings["build"]["cached"] is True, name
+        assert settings["build"]["parallel"] is True, name
+        assert settings["validate"]["lint"] is True, name
+        deploy = settings["deploy"]
+        assert deploy["capabilities"] == "CAPABILITY_IAM", name
+        assert deploy["resolve_s3"] is True, name
+        assert isinstance(deploy["confirm_changeset"], bool), name
+        assert "region" not in deploy, name  # deploys go to the profile's region
+        assert "region" not in settings["global"], name
+        for local in ("local_invoke", "local_start_api"):
+            assert settings[local]["env_vars"] == "env.json", (name, local)
+            assert settings[local]["region"] == REGION, (name, local)  # where the local stack lives
+    assert len(stack_names) == 3
+    assert environments["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
 
 
 def test_every_dead_letter_queue_and_function_has_an_alarm_to_the_alarm_topic(template):
