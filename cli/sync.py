@@ -1,4 +1,4 @@
-"""``provisioner sync``: run the Palenca sync now, with the payload its schedule sends.
+"""``provisioner sync``: run the Palenca sync now, with a payload shaped as its schedule's Input.
 
 The schedule's target passes ``{"sync": {...}}`` as its constant Input (template.yaml); this command
 sends the same shape, built and checked with the function's own model (``SyncRequest``), so a window

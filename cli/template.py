@@ -108,15 +108,10 @@ class Template:
 
     def on_failure_queue_of(self, function_id: str) -> str | None:
         """Logical id of the SQS queue a function's failed asynchronous invocations go to."""
-        on_failure = (
-            self.function(function_id).event_invoke_config.get("DestinationConfig", {}).get("OnFailure")
-        )
-        destination = (on_failure or {}).get("Destination")
-        if (
-            (on_failure or {}).get("Type") == "SQS"
-            and isinstance(destination, dict)
-            and "Fn::GetAtt" in destination
-        ):
+        invoke_config = self.function(function_id).event_invoke_config
+        on_failure = invoke_config.get("DestinationConfig", {}).get("OnFailure") or {}
+        destination = on_failure.get("Destination")
+        if on_failure.get("Type") == "SQS" and isinstance(destination, dict) and "Fn::GetAtt" in destination:
             return str(destination["Fn::GetAtt"][0])
         return None
 
