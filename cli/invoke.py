@@ -25,10 +25,17 @@ class Invocation:
 
 
 def invoke_function(
-    template: Template, state: StackState, logical_id: str, event: dict[str, Any]
+    template: Template,
+    state: StackState,
+    logical_id: str,
+    event: dict[str, Any],
+    environment: dict[str, str] | None = None,
 ) -> Invocation:
+    """``environment``: the function's variables, instead of the template's resolved for ``state``."""
     function = template.function(logical_id)
-    env = {**os.environ, **state.function_environment(template, logical_id)}
+    if environment is None:
+        environment = state.function_environment(template, logical_id)
+    env = {**os.environ, **environment}
     env["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in function.layers), str(function.code_uri)])
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"

@@ -51,6 +51,65 @@ def load_handler(code_uri: Path, handler: str, layers: list[Path] | None = None)
     return getattr(module, attr)  # type: ignore[no-any-return]
 
 
+@dataclass
+class AsyncInvocation:
+    """What Lambda did with one asynchronous invocation."""
+
+    attempts: int
+    result: Any = None
+    error: Exception | None = None
+    record: dict[str, Any] | None = None  # the OnFailure destination record, when it failed for good
+
+
+def failure_record(event: Any, error: Exception, attempts: int, function_name: str) -> dict[str, Any]:
+    """The record Lambda sends to an OnFailure destination when an asynchronous invocation's
+    attempts all failed."""
+    request_id = str(uuid.uuid4())
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {
+            "errorMessage": str(error),
+            "errorType": type(error).__name__,
+            "requestId": request_id,
+            "stackTrace": [],
+        },
+    }
+
+
+def invoke_async(
+    invoke: Callable[[dict[str, Any]], Any],
+    event: dict[str, Any],
+    *,
+    function_name: str,
+    maximum_retry_attempts: int = 2,
+    on_failure: Callable[[dict[str, Any]], None] | None = None,
+) -> AsyncInvocation:
+    """Lambda's handling of an asynchronous invocation (an EventBridge rule's, InvocationType
+    Event): the event runs again while it fails, ``maximum_retry_attempts`` more times at most
+    (EventInvokeConfig; Lambda waits a minute, then two, between attempts: not here); the last
+    failure's record goes to ``on_failure`` (the OnFailure destination)."""
+    error: Exception | None = None
+    for attempt in range(1, maximum_retry_attempts + 2):
+        try:
+            return AsyncInvocation(attempt, result=invoke(event))
+        except Exception as exc:  # the function failed: Lambda retries
+            error = exc
+    assert error is not None
+    record = failure_record(event, error, maximum_retry_attempts + 1, function_name)
+    if on_failure is not None:
+        on_failure(record)
+    return AsyncInvocation(maximum_retry_attempts + 1, error=error, record=record)
+
+
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
     """An SQS event record as Lambda's event source mapping builds it from a received message."""
     attributes = message.get("Attributes", {})

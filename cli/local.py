@@ -149,6 +149,11 @@ def atomic_moto_calls() -> None:
         setattr(owner, name, atomic)
 
 
+def local_key_alias(logical_id: str) -> str:
+    """The alias the local stack gives the KMS key ``logical_id`` (its key ids are random)."""
+    return f"alias/{logical_id}"
+
+
 def provision_resources(
     template: Template, sandbox_url: str, aws_endpoint: str | None, session: boto3.Session | None = None
 ) -> StackState:
@@ -167,6 +172,8 @@ def provision_resources(
     for logical_id, resource in template.of_type("AWS::KMS::Key").items():
         description = str(resource.get("Properties", {}).get("Description", logical_id))
         key = kms.create_key(Description=description)["KeyMetadata"]
+        # moto draws key ids at random: the alias is the name env.json can know in advance.
+        kms.create_alias(AliasName=local_key_alias(logical_id), TargetKeyId=key["KeyId"])
         state.refs[logical_id] = key["KeyId"]
         state.attrs[f"{logical_id}.Arn"] = key["Arn"]
         state.attrs[f"{logical_id}.KeyId"] = key["KeyId"]
@@ -308,18 +315,24 @@ def sam_local_env(
     aws_endpoint: str = "http://host.docker.internal:4566",
     sandbox_url: str = "http://host.docker.internal:4577",
 ) -> dict[str, dict[str, str]]:
-    """env.json for ``sam local invoke --env-vars``: every function's variables, with the local
-    stack's names and the sandbox reached from a container."""
+    """env.json for ``sam local invoke|start-api --env-vars``: every function's variables for the
+    local stack (``provisioner local up``) seen from a container: ``AWS_ENDPOINT_URL`` at its moto
+    server, tables and queues by the names it gives them, keys by the aliases it gives them
+    (:func:`local_key_alias`), providers at the sandbox. SAM applies only the variables a function
+    declares in template.yaml; the container's credentials and region are SAM's own (your shell's
+    credentials, which the local stack accepts whatever they are; samconfig.toml's region)."""
     refs = {name: name for name in template.of_type("AWS::DynamoDB::Table")}
     refs.update({q: f"{aws_endpoint}/{ACCOUNT}/{q}" for q in template.of_type("AWS::SQS::Queue")})
-    attrs = {
-        f"{k}.Arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/local-{k}" for k in template.of_type("AWS::KMS::Key")
-    }
+    refs.update({k: local_key_alias(k) for k in template.of_type("AWS::KMS::Key")})
+    attrs = {f"{k}.Arn": local_key_alias(k) for k in template.of_type("AWS::KMS::Key")}
     state = _local_state(template, aws_endpoint, sandbox_url)
     state.refs.update(refs)
     state.attrs.update(attrs)
     resolve = state.resolver()
-    return {
-        name: {key: str(resolve(value)) for key, value in template.function(name).environment.items()}
-        for name in template.functions()
-    }
+    env = {}
+    for name in template.functions():
+        variables = {key: str(resolve(value)) for key, value in template.function(name).environment.items()}
+        if "AWS_ENDPOINT_URL" in variables:
+            variables["AWS_ENDPOINT_URL"] = aws_endpoint
+        env[name] = variables
+    return env

@@ -264,10 +264,12 @@ def demo(template_path: str) -> None:
 
 from provisioner_cli.bulk import import_command  # noqa: E402 - the command group is defined above
 from provisioner_cli.operations import dlq, status  # noqa: E402
+from provisioner_cli.sync import sync_command  # noqa: E402
 
 cli.add_command(import_command)
 cli.add_command(status)
 cli.add_command(dlq)
+cli.add_command(sync_command)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

@@ -23,6 +23,7 @@ from provisioning import ratelimit
 from provisioning.privacy import redact
 
 SIGNUP_DLQ = "SignupEventsDLQ"
+SYNC_DLQ = "PalencaSyncDLQ"  # Palenca syncs that failed for good (``provisioner sync`` reruns one)
 # Values shown as they are in a dead-lettered body; every other value is masked.
 NOT_PERSONAL = frozenset(
     {
@@ -41,6 +42,9 @@ NOT_PERSONAL = frozenset(
         "role",
         "load_uuid",
         "invitation",
+        "since",  # a sync's window
+        "until",
+        "days",
     }
 )
 DEPTHS = {
@@ -226,7 +230,7 @@ def _reason(message: dict[str, Any], max_receives: int | None = None) -> dict[st
         if isinstance(report.get("message"), str):
             report["message"] = redact(report["message"])
         return dict(report)
-    if "ERROR_CODE" in attributes:  # EventBridge could not deliver a signup event
+    if "ERROR_CODE" in attributes:  # EventBridge could not deliver an event to its target
         return {
             "code": attributes["ERROR_CODE"].get("StringValue", ""),
             "message": redact(attributes.get("ERROR_MESSAGE", {}).get("StringValue", "")),
@@ -242,6 +246,30 @@ def _reason(message: dict[str, Any], max_receives: int | None = None) -> dict[st
             "attempts": max_receives,
         }
     return {"code": "retries_exhausted", "message": "retries exhausted (the queue's redrive policy)"}
+
+
+def lambda_failure(body: str) -> dict[str, Any] | None:
+    """Lambda's OnFailure record of an asynchronous invocation that failed for good (a scheduled
+    sync), or None for any other body."""
+    try:
+        record = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    context = record.get("requestContext") if isinstance(record, dict) else None
+    if not isinstance(context, dict) or "condition" not in context:
+        return None
+    return record
+
+
+def _failure_reason(record: dict[str, Any]) -> dict[str, Any]:
+    context = record["requestContext"]
+    response = record.get("responsePayload")
+    response = response if isinstance(response, dict) else {}
+    return {
+        "code": str(response.get("errorType") or context["condition"]),
+        "message": redact(str(response.get("errorMessage") or context["condition"])),
+        "attempts": context.get("approximateInvokeCount"),
+    }
 
 
 def peek(
@@ -268,14 +296,18 @@ def peek(
                 handles.append(message["ReceiptHandle"])
                 attributes = message.get("Attributes", {})
                 sent = int(attributes.get("SentTimestamp", "0")) / 1000
+                failure = lambda_failure(message.get("Body", ""))
                 found.append(
                     DeadLetter(
                         queue=queue,
                         message_id=message["MessageId"],
                         sent_at=datetime.fromtimestamp(sent, UTC).isoformat(timespec="seconds"),
                         receives=int(attributes.get("ApproximateReceiveCount", "0")),
-                        reason=_reason(message, max_receives),
-                        body=masked_body(message.get("Body", "")),
+                        reason=_failure_reason(failure) if failure else _reason(message, max_receives),
+                        # Of a failed invocation, what it was invoked with.
+                        body=mask(failure.get("requestPayload"))
+                        if failure
+                        else masked_body(message.get("Body", "")),
                     )
                 )
     finally:
@@ -297,15 +329,16 @@ def dlq() -> None:
 
 
 @dlq.command("show")
-@click.option("--provider", type=click.Choice([*PROVIDER_QUEUES, "signups", "all"]), required=True)
+@click.option("--provider", type=click.Choice([*PROVIDER_QUEUES, "signups", "sync", "all"]), required=True)
 @click.option("--max", "limit", default=50, show_default=True, help="Most messages shown per queue.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @target_options
 def dlq_show(provider: str, limit: int, as_json: bool, **target: Any) -> None:
     """The failed records of a provider's DLQ with their reasons (personal data masked); the
-    messages stay in the queue."""
+    messages stay in the queue. ``signups``: events EventBridge could not deliver; ``sync``:
+    Palenca syncs that failed for good."""
     stack = resolve_target(**target)
-    queues = {**PROVIDER_DLQS, "signups": SIGNUP_DLQ}
+    queues = {**PROVIDER_DLQS, "signups": SIGNUP_DLQ, "sync": SYNC_DLQ}
     names = list(queues) if provider == "all" else [provider]
     letters = []
     sqs = stack.client("sqs")

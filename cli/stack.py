@@ -11,9 +11,12 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
+
+if TYPE_CHECKING:
+    from provisioner_cli.local import StackState
 
 # The SQS queue feeding each provider's create function (logical ids of template.yaml).
 PROVIDER_QUEUES: dict[str, str] = {
@@ -53,6 +56,7 @@ class StackTarget:
     endpoint_url: str | None = None
     description: str = ""
     parameters: dict[str, str] = field(default_factory=dict)  # the stack's template parameters
+    local_state: StackState | None = None  # the local stack's state; None for a deployed stack
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def client(self, service: str) -> Any:
@@ -109,6 +113,7 @@ class StackTarget:
             state.aws_endpoint,
             description="the local stack",
             parameters=dict(state.parameters),
+            local_state=state,
         )
 
 

@@ -47,6 +47,8 @@ class FunctionDef:
     timeout: int
     memory: int
     events: dict[str, Any] = field(default_factory=dict)
+    # How Lambda treats its asynchronous invocations (retries, OnFailure destination).
+    event_invoke_config: dict[str, Any] = field(default_factory=dict)
 
 
 class Template:
@@ -89,6 +91,7 @@ class Template:
             timeout=int(props.get("Timeout", self.globals.get("Timeout", 3))),
             memory=int(props.get("MemorySize", self.globals.get("MemorySize", 128))),
             events=props.get("Events", {}),
+            event_invoke_config=props.get("EventInvokeConfig", {}),
         )
 
     def functions(self) -> list[str]:
@@ -101,6 +104,15 @@ class Template:
                 queue = event["Properties"]["Queue"]
                 if isinstance(queue, dict) and "Fn::GetAtt" in queue:
                     return str(queue["Fn::GetAtt"][0])
+        return None
+
+    def on_failure_queue_of(self, function_id: str) -> str | None:
+        """Logical id of the SQS queue a function's failed asynchronous invocations go to."""
+        invoke_config = self.function(function_id).event_invoke_config
+        on_failure = invoke_config.get("DestinationConfig", {}).get("OnFailure") or {}
+        destination = on_failure.get("Destination")
+        if on_failure.get("Type") == "SQS" and isinstance(destination, dict) and "Fn::GetAtt" in destination:
+            return str(destination["Fn::GetAtt"][0])
         return None
 
     def dead_letter_queue_of(self, queue_id: str) -> str | None:

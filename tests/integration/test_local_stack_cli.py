@@ -112,3 +112,96 @@ def test_local_env_resolves_the_function_environment(in_project):
     assert env["USERS_TABLE"] == "UsersTable"
     assert env["PALENCA_BASE_URL"].endswith("/palenca")
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_sync_runs_the_palenca_sync_on_the_local_stack_with_the_schedules_payload(in_project):
+    from datetime import UTC, datetime, timedelta
+
+    stack, _ = in_project
+    palenca = stack.sandbox.emulators["palenca"]
+    palenca.seed_user("sync-recent")
+    palenca.seed_user("sync-old", created_at=datetime.now(UTC) - timedelta(days=40))
+    today = datetime.now(UTC).date()
+    since, until = (today - timedelta(days=45)).isoformat(), (today - timedelta(days=30)).isoformat()
+    template = str(ROOT / "template.yaml")
+
+    window = _run("sync", "--since", since, "--until", until, "--template", template)
+    assert window.exit_code == 0, window.output
+    summary = json.loads(window.stdout)
+    assert (summary["start_date"], summary["end_date"], summary["created"]) == (until, since, 1)
+    assert "sync-old" in _run("links", "sync-old").stdout
+    assert "no links" in _run("links", "sync-recent").stdout
+
+    default = _run("sync", "--template", template)
+    assert default.exit_code == 0, default.output
+    summary = json.loads(default.stdout)
+    assert summary["end_date"] == (today - timedelta(days=7)).isoformat()
+    assert "sync-recent" in _run("links", "sync-recent").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "2026-02-10", "--until", "2026-02-01"], "--until: must not be before since"),
+        (["--days", "0"], "--days: Input should be greater than or equal to 1"),
+        (["--days", "7", "--since", "2026-02-01"], "--since: must not be given with days"),
+        (["--since", "2026-02-30"], "'2026-02-30' does not match the format"),
+    ],
+)
+def test_sync_refuses_a_window_the_function_would_refuse_before_running_it(in_project, args, message):
+    result = CliRunner().invoke(cli, ["sync", *args, "--template", str(ROOT / "template.yaml")])
+
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_env_json_runs_the_functions_against_the_local_stack(local_stack, template):
+    """env.json's variables, generated for this stack's addresses (env.json itself has the ports
+    `provisioner local up` uses, seen from a container), are all a function needs: with them and
+    credentials of any kind, as `sam local` gives, its AWS calls (DynamoDB, Secrets Manager, KMS, SQS)
+    and provider calls reach the local stack."""
+    from provisioner_cli.invoke import invoke_function
+    from provisioner_cli.local import REGION, aws_client, sam_local_env
+
+    _, state = local_stack
+    env = sam_local_env(template, aws_endpoint=state.aws_endpoint, sandbox_url=state.sandbox_url)
+    sam_gives = {
+        "AWS_ACCESS_KEY_ID": "defaultkey",
+        "AWS_SECRET_ACCESS_KEY": "defaultsecret",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    event = json.loads((EVENTS / "validic_provision_user" / "api.json").read_text())
+    body = json.loads(event["body"])
+    body["external_id"] = "env-json-1"
+    event["body"] = json.dumps(body)
+
+    validic = invoke_function(
+        template,
+        state,
+        "ValidicProvisionUserFunction",
+        event,
+        {**sam_gives, **env["ValidicProvisionUserFunction"]},
+    )
+    assert validic.ok, validic.logs
+    assert validic.result["statusCode"] == 201, validic.result
+    sync = invoke_function(
+        template,
+        state,
+        "PalencaListUsersFunction",
+        {"sync": {}},
+        {**sam_gives, **env["PalencaListUsersFunction"]},
+    )
+    assert sync.ok, sync.logs
+    assert sync.result["complete"]
+
+    item = aws_client(state, "dynamodb").get_item(
+        TableName=state.refs["UsersTable"],
+        Key={"external_id": {"S": "env-json-1"}, "provider": {"S": "validic"}},
+    )["Item"]
+    assert item["status"]["S"] == "linked"
+    key = env["ValidicProvisionUserFunction"]["TOKEN_KMS_KEY_ID"]
+    assert (
+        aws_client(state, "kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+        == state.attrs["TokenEncryptionKey.Arn"]
+    )

@@ -414,3 +414,67 @@ def test_status_shows_records_waiting_for_palencas_budget_and_when_the_backlog_d
     text = CliRunner().invoke(cli, ["status"]).output
     assert "waiting" in text.splitlines()[0]
     assert f"min at {budget}/min" in text
+
+
+def _stubbed_lambda(monkeypatch, target: StackTarget) -> Stubber:
+    from provisioner_cli import sync
+
+    client = boto3.client("lambda", region_name="us-east-1")
+    monkeypatch.setattr(sync, "lambda_client", lambda stack: client if stack is target else None)
+    return Stubber(client)
+
+
+@pytest.fixture
+def deployed_target(monkeypatch) -> StackTarget:
+    target = StackTarget(
+        {"PalencaListUsersFunction": "provisioner-PalencaListUsersFunction-AbC123"},
+        boto3.Session(region_name="us-east-1"),
+        description="stack provisioner",
+    )
+    monkeypatch.setattr("provisioner_cli.sync.resolve_target", lambda **kw: target)
+    return target
+
+
+def test_sync_invokes_the_deployed_function_with_the_schedules_payload(monkeypatch, deployed_target):
+    import io
+
+    summary = {"start_date": "2026-10-31", "end_date": "2026-10-01", "created": 3, "complete": True}
+    with _stubbed_lambda(monkeypatch, deployed_target) as stub:
+        for window in ({"since": "2026-10-01", "until": "2026-10-31"}, {}):
+            stub.add_response(
+                "invoke",
+                {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(summary).encode())},
+                {
+                    "FunctionName": "provisioner-PalencaListUsersFunction-AbC123",
+                    "InvocationType": "RequestResponse",
+                    "Payload": json.dumps({"sync": window}).encode(),
+                },
+            )
+        result = CliRunner().invoke(cli, ["sync", "--since", "2026-10-01", "--until", "2026-10-31"])
+        default = CliRunner().invoke(cli, ["sync"])
+        stub.assert_no_pending_responses()
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == summary
+    assert default.exit_code == 0, default.output
+
+
+def test_sync_reports_the_deployed_functions_error(monkeypatch, deployed_target):
+    import io
+
+    error = {"errorType": "ProviderError", "errorMessage": "palenca answered 503"}
+    with _stubbed_lambda(monkeypatch, deployed_target) as stub:
+        stub.add_response(
+            "invoke",
+            {
+                "StatusCode": 200,
+                "FunctionError": "Unhandled",
+                "Payload": io.BytesIO(json.dumps(error).encode()),
+            },
+        )
+        result = CliRunner().invoke(cli, ["sync", "--days", "3"])
+
+    assert result.exit_code == 1
+    assert "provisioner-PalencaListUsersFunction-AbC123 failed: ProviderError: palenca answered 503" in (
+        result.output
+    )

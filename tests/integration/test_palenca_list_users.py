@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
 
+from provisioner_cli.local import REGION
+from provisioning.errors import InvalidRequest
 from provisioning.store import Link, LinkSource, LinkStore
 from tests.conftest import EVENTS, api_event, response_json
 
@@ -125,31 +128,142 @@ def test_sync_neither_duplicates_nor_misses_users_arriving_between_pages(invoke,
     assert summary["conflicts"] == 0
 
 
-def test_schedule_detail_window_is_honoured(invoke, palenca, store):
+def _days_ago(days: int) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
+def _synced(store) -> set[str]:
+    return {link.external_id for link in store.scan_links()}
+
+
+def _schedule_input(template) -> dict:
+    """The constant Input the deployed schedule's target sends (template.yaml)."""
+    events = template.resources[FUNCTION]["Properties"]["Events"]
+    return json.loads(events["Sync"]["Properties"]["Input"])
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(None, id="plain scheduled event"),
+        pytest.param({"sync": {}}, id="empty window"),
+        pytest.param("template", id="the schedule's Input"),
+    ],
+)
+def test_the_default_window_is_the_last_seven_days(invoke, palenca, store, template, event):
+    palenca.seed_user("today")
+    palenca.seed_user("day-7", created_at=_days_ago(7))
+    palenca.seed_user("day-8", created_at=_days_ago(8))
+
+    if event == "template":
+        event = _schedule_input(template)
+    summary = invoke(event or _schedule())
+
+    assert _synced(store) == {"today", "day-7"}
+    assert (summary["start_date"], summary["end_date"]) == (
+        TODAY.isoformat(),
+        (TODAY - timedelta(days=7)).isoformat(),
+    )
+
+
+def test_an_input_window_is_honoured(invoke, palenca, store):
     palenca.seed_user("recent")
-    palenca.seed_user("old", created_at=datetime.now(UTC) - timedelta(days=40))
+    palenca.seed_user("old", created_at=_days_ago(40))
+    palenca.seed_user("older", created_at=_days_ago(50))
 
-    default = invoke(_schedule())
-    wide = invoke(_schedule(_window(days_back=60)))
+    since = (TODAY - timedelta(days=45)).isoformat()
+    until = (TODAY - timedelta(days=30)).isoformat()
+    between = invoke({"sync": {"since": since, "until": until}})
+    assert _synced(store) == {"old"}
+    assert (between["start_date"], between["end_date"]) == (until, since)
 
-    assert default["created"] == 1
-    assert wide["created"] == 1
-    assert {link.external_id for link in store.scan_links()} == {"recent", "old"}
+    invoke({"sync": {"days": 60}})
+    assert _synced(store) == {"recent", "old", "older"}
 
 
-def test_schedule_with_an_inverted_window_is_refused(invoke, sandbox):
-    result = invoke(_schedule({"start_date": "2026-01-01", "end_date": "2026-02-01"}))
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"sync": {"since": "2026-02-30"}}, "sync.since"),
+        ({"sync": {"since": "2026/02/10"}}, "sync.since"),
+        ({"sync": {"since": "2026-02-10", "until": "2026-02-01"}}, "sync.until"),
+        ({"sync": {"since": (TODAY + timedelta(days=1)).isoformat()}}, "sync.since"),
+        ({"sync": {"days": 0}}, "sync.days"),
+        ({"sync": {"days": 400}}, "sync.days"),
+        ({"sync": {"days": 7, "since": "2026-01-01"}}, "sync.since"),
+        ({"sync": {"window": 7}}, "sync.window"),
+        ({"sync": "weekly"}, "sync"),
+        ({"sync": {}, "days": 7}, "days"),
+    ],
+)
+def test_an_invalid_input_fails_naming_the_field(invoke, sandbox, event, field):
+    with pytest.raises(InvalidRequest, match=f"^{field}: ") as raised:
+        invoke(event)
 
-    assert result["statusCode"] == 422
+    assert field in [e.field for e in raised.value.errors]
     assert sandbox.count("palenca") == 0
 
 
-def test_ready_events_work(invoke):
+def test_a_scheduled_event_with_a_window_in_its_detail_fails(invoke, sandbox):
+    """No schedule sends one (a scheduled event's detail is always {}): a window there is a mistake,
+    refused loudly rather than replaced by the default."""
+    with pytest.raises(InvalidRequest, match=r"^detail: a scheduled event carries no window"):
+        invoke(_schedule(_window(days_back=60)))
+    assert sandbox.count("palenca") == 0
+
+
+def test_a_sync_that_fails_for_good_lands_in_its_dlq_with_the_reason(
+    invoke, template, stack, aws, sandbox, monkeypatch
+):
+    """Lambda's asynchronous invocation as the schedule's rule makes it: retried as EventInvokeConfig
+    says, then its OnFailure record sent to PalencaSyncDLQ with the function's own role."""
+    from click.testing import CliRunner
+
+    from provisioner_cli.lambda_runtime import invoke_async
+    from provisioner_cli.main import cli
+    from provisioner_cli.stack import StackTarget
+
+    config = template.function(FUNCTION).event_invoke_config
+    dlq_url = stack.refs[template.on_failure_queue_of(FUNCTION)]
+    as_function = boto3.Session(
+        region_name=REGION, **{key.lower(): value for key, value in stack.credentials[FUNCTION].items()}
+    ).client("sqs")
+    calls = []
+
+    def counted(event):
+        calls.append(event)
+        return invoke(event)
+
+    outcome = invoke_async(
+        counted,
+        {"sync": {"since": "2026-02-30"}},
+        function_name=FUNCTION,
+        maximum_retry_attempts=config["MaximumRetryAttempts"],
+        on_failure=lambda record: as_function.send_message(QueueUrl=dlq_url, MessageBody=json.dumps(record)),
+    )
+
+    assert len(calls) == outcome.attempts == 3
+    assert sandbox.count("palenca") == 0
+    target = StackTarget(dict(stack.refs), boto3.Session(region_name=REGION), description="test stack")
+    monkeypatch.setattr("provisioner_cli.operations.resolve_target", lambda **kw: target)
+    shown = CliRunner().invoke(cli, ["dlq", "show", "--provider", "sync"])
+    assert shown.exit_code == 0, shown.output
+    assert "attempts 3" in shown.output
+    assert "reason: InvalidRequest: sync.since: must be a real date formatted YYYY-MM-DD" in shown.output
+    assert '"since": "2026-02-30"' in shown.output  # what it was invoked with
+    (letter,) = json.loads(CliRunner().invoke(cli, ["dlq", "show", "--provider", "all", "--json"]).output)
+    assert letter["queue"] == "sync"
+
+
+def test_ready_events_work(invoke, template):
     for name in ("api.json", "api_base64.json"):
         assert invoke(json.loads((EVENTS / "palenca_list_users" / name).read_text()))["statusCode"] == 200
-    assert invoke(json.loads((EVENTS / "palenca_list_users" / "schedule_window.json").read_text()))[
-        "complete"
-    ]
+    for name in ("schedule.json", "schedule_input.json", "sync_window.json"):
+        assert invoke(json.loads((EVENTS / "palenca_list_users" / name).read_text()))["complete"]
+    # The schedule's Input, as template.yaml gives it to the rule's target.
+    assert json.loads((EVENTS / "palenca_list_users" / "schedule_input.json").read_text()) == _schedule_input(
+        template
+    )
 
 
 def test_sync_never_stores_an_external_id_that_is_personal_data(invoke, palenca, store):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -135,6 +134,42 @@ def test_env_json_is_current_for_sam_local_invoke(template):
     assert env == sam_local_env(template), "env.json is stale: provisioner local env-json > env.json"
 
 
+def test_env_json_points_every_function_at_the_local_stack(template):
+    """`sam local` applies env.json only to the variables a function declares: each entry sets only
+    those, AWS_ENDPOINT_URL (declared empty for AWS) included, and every address is the local stack's
+    or the sandbox's as a container reaches them."""
+    import json
+
+    from provisioner_cli.local import local_key_alias
+
+    assert template.globals["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+    env = json.loads((ROOT / "env.json").read_text())
+    assert sorted(env) == template.functions()
+    for name, variables in env.items():
+        assert set(variables) <= set(template.function(name).environment), name
+        assert variables["AWS_ENDPOINT_URL"] == "http://host.docker.internal:4566", name
+        for key, value in variables.items():
+            if "://" in value:
+                host = value.split("/")[2]
+                assert host in ("host.docker.internal:4566", "host.docker.internal:4577"), (name, key)
+            assert "amazonaws.com" not in value, (name, key)
+            assert "arn:aws:" not in value, (name, key)
+    assert env["ValidicProvisionUserFunction"]["TOKEN_KMS_KEY_ID"] == local_key_alias("TokenEncryptionKey")
+
+
+def test_an_empty_aws_endpoint_url_leaves_boto3_on_aws(monkeypatch):
+    """What the functions get in AWS, where template.yaml declares AWS_ENDPOINT_URL empty."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    assert (
+        boto3.client("sqs", region_name="eu-west-1").meta.endpoint_url
+        == "https://sqs.eu-west-1.amazonaws.com"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    assert boto3.client("sqs", region_name="eu-west-1").meta.endpoint_url == "http://127.0.0.1:4566"
+
+
 def test_tables_queues_and_log_groups_are_encrypted_with_the_hub_key(template):
     key = {"Ref": "DataEncryptionKey"}
     assert _resource(template, "DataEncryptionKey")["Properties"]["EnableKeyRotation"] is True
@@ -170,10 +205,37 @@ def test_sam_validate_lint_passes():
     assert "is a valid SAM Template" in result.stdout + result.stderr
 
 
-def test_samconfig_lints_on_validate():
-    text = Path(ROOT / "samconfig.toml").read_text()
-    assert "[default.validate.parameters]" in text
-    assert "lint = true" in text
+def test_samconfig_configures_the_same_commands_in_every_environment():
+    """SAM reads only the chosen environment's sections (nothing falls back to [default]): each one
+    must carry every setting."""
+    import tomllib
+
+    from provisioner_cli.local import REGION
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    environments = {name: env for name, env in config.items() if name != "version"}
+    assert set(environments) == {"default", "dev", "prod"}
+    commands = {name: set(env) for name, env in environments.items()}
+    assert len({frozenset(c) for c in commands.values()}) == 1, commands
+    assert commands["default"] >= {"global", "build", "validate", "deploy", "local_invoke", "local_start_api"}
+    stack_names = set()
+    for name, env in environments.items():
+        settings = {command: section["parameters"] for command, section in env.items()}
+        stack_names.add(settings["global"]["stack_name"])
+        assert settings["build"]["cached"] is True, name
+        assert settings["build"]["parallel"] is True, name
+        assert settings["validate"]["lint"] is True, name
+        deploy = settings["deploy"]
+        assert deploy["capabilities"] == "CAPABILITY_IAM", name
+        assert deploy["resolve_s3"] is True, name
+        assert isinstance(deploy["confirm_changeset"], bool), name
+        assert "region" not in deploy, name  # deploys go to the profile's region
+        assert "region" not in settings["global"], name
+        for local in ("local_invoke", "local_start_api"):
+            assert settings[local]["env_vars"] == "env.json", (name, local)
+            assert settings[local]["region"] == REGION, (name, local)  # where the local stack lives
+    assert len(stack_names) == 3
+    assert environments["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
 
 
 def test_every_dead_letter_queue_and_function_has_an_alarm_to_the_alarm_topic(template):
@@ -183,7 +245,7 @@ def test_every_dead_letter_queue_and_function_has_an_alarm_to_the_alarm_topic(te
     }
     queues = template.of_type("AWS::SQS::Queue")
     dlqs = [q for q in queues if q.endswith("DLQ")]
-    assert len(dlqs) == 5
+    assert len(dlqs) == 6
     for dlq in dlqs:
         key = ("ApproximateNumberOfMessagesVisible", str({"Fn::GetAtt": [dlq, "QueueName"]}))
         assert key in watched, f"no alarm on {dlq}"
@@ -237,3 +299,57 @@ def test_signup_rules_route_user_signed_up_to_each_provider_queue(template):
         assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {
             "Fn::GetAtt": [f"{provider.capitalize()}SignupRule", "Arn"]
         }
+
+
+def test_the_palenca_sync_schedule_retries_and_dead_letters_to_an_encrypted_queue(template, translated):
+    import json
+
+    from provisioning.listing import SyncRequest, default_window
+
+    function = _resource(template, "PalencaListUsersFunction")
+    sync = function["Properties"]["Events"]["Sync"]
+    assert sync["Type"] == "Schedule"
+    props = sync["Properties"]
+    assert props["Schedule"] == {"Ref": "PalencaSyncSchedule"}
+    dlq_arn = {"Fn::GetAtt": ["PalencaSyncDLQ", "Arn"]}
+    assert props["DeadLetterConfig"] == {"Arn": dlq_arn}
+    assert 0 < props["RetryPolicy"]["MaximumRetryAttempts"] <= 185
+    assert 60 <= props["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86400
+    # The schedule's constant Input is a window the function accepts: the default one.
+    assert SyncRequest.model_validate(json.loads(props["Input"])).sync.window() == default_window()
+
+    # A sync that fails (an async invocation) is retried, then recorded in the same queue.
+    invoke_config = function["Properties"]["EventInvokeConfig"]
+    assert 0 < invoke_config["MaximumRetryAttempts"] <= 2
+    assert invoke_config["DestinationConfig"]["OnFailure"] == {"Type": "SQS", "Destination": dlq_arn}
+    skips = {s["id"]: s["comment"] for s in function["Metadata"]["checkov"]["skip"]}
+    assert "no async" not in skips.get("CKV_AWS_116", "")
+
+    dlq = _resource(template, "PalencaSyncDLQ")["Properties"]
+    assert dlq["KmsMasterKeyId"] == {"Ref": "DataEncryptionKey"}
+    assert dlq["MessageRetentionPeriod"] == 1209600
+    policy = _resource(template, "PalencaSyncDLQPolicy")["Properties"]
+    assert policy["Queues"] == [{"Ref": "PalencaSyncDLQ"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == dlq_arn
+    source = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert source == {"Fn::GetAtt": ["PalencaListUsersFunctionSync", "Arn"]}
+    dashboard = _resource(template, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert "${PalencaSyncDLQ.QueueName}" in dashboard
+
+    # As SAM deploys it: the rule that policy names, its target, and the role's right to the queue.
+    resources = translated["Resources"]
+    rule = resources[source["Fn::GetAtt"][0]]
+    assert rule["Type"] == "AWS::Events::Rule"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["PalencaListUsersFunction", "Arn"]}
+    assert target["Input"] == props["Input"]
+    assert target["RetryPolicy"] == props["RetryPolicy"]
+    assert target["DeadLetterConfig"] == {"Arn": dlq_arn}
+    config = resources["PalencaListUsersFunctionEventInvokeConfig"]["Properties"]
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == dlq_arn
+    role = resources["PalencaListUsersFunctionRole"]["Properties"]["Policies"]
+    grants = [st for p in role for st in p["PolicyDocument"]["Statement"]]
+    assert {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dlq_arn} in grants

@@ -9,6 +9,12 @@ push older users down a page. Walking forward can then return a user twice (de-d
 page 1 until a page holds only users already seen. Upserts are conditional, so a second run, or a
 user already linked through the create path, never creates a duplicate or overwrites a link.
 Users without an ``external_id`` (our key for the person) are skipped and counted.
+
+A sync is invoked with ``{"sync": {...}}`` (:class:`SyncRequest`): the constant ``Input`` of the
+schedule's target, or ``provisioner sync``. ``{"sync": {}}`` and a plain scheduled event (a rule
+target without Input: detail-type "Scheduled Event", detail ``{}``) sync the last
+``DEFAULT_SYNC_DAYS`` days; ``{"sync": {"days": 30}}`` the last 30; ``{"sync": {"since":
+"2026-10-01", "until": "2026-10-31"}}`` those days (``until`` defaults to today, UTC).
 """
 
 import time
@@ -21,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from provisioning import adapters
-from provisioning.errors import CallNotStarted, Conflict, InvalidRequest, RateLimited
+from provisioning.errors import CallNotStarted, Conflict, FieldError, InvalidRequest, RateLimited
 from provisioning.http import Deadline, within
 from provisioning.models import ExternalId, StrictModel
 from provisioning.observability import logger, metrics
@@ -34,11 +40,13 @@ from provisioning.providers.palenca import (
 )
 from provisioning.runtime import Dependencies, LambdaFunction
 from provisioning.store import Link, LinkSource, LinkStore
+from provisioning.validation import error_fields
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 DEFAULT_SYNC_DAYS = 7
+MAX_SYNC_DAYS = 366
 _EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(ExternalId)
 SYNC_PAGE_SIZE = 150
 
@@ -111,11 +119,88 @@ class SyncSummary(BaseModel):
     complete: bool = True
 
 
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
 def default_window(today: date | None = None) -> DateWindow:
-    today = today or datetime.now(UTC).date()
+    today = today or _today()
     return DateWindow(
         start_date=today.isoformat(), end_date=(today - timedelta(days=DEFAULT_SYNC_DAYS)).isoformat()
     )
+
+
+class SyncWindow(StrictModel):
+    """The days one sync covers (UTC calendar days): ``days``, or ``since`` and/or ``until``;
+    nothing: the last ``DEFAULT_SYNC_DAYS`` days, as the schedule has always synced."""
+
+    days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SYNC_DAYS,
+        description="From this many days ago up to today (7: the default window).",
+    )
+    since: str | None = Field(default=None, description="The earliest day (YYYY-MM-DD).")
+    until: str | None = Field(
+        default=None,
+        description=f"The latest day (YYYY-MM-DD); today if absent ({DEFAULT_SYNC_DAYS} days "
+        "before it when since is absent too).",
+    )
+
+    @field_validator("since", "until")
+    @classmethod
+    def _day(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("days") is not None:
+            raise ValueError("must not be given with days")
+        return _iso_day(value)
+
+    @field_validator("since")
+    @classmethod
+    def _not_in_the_future(cls, value: str | None) -> str | None:
+        if value is not None and date.fromisoformat(value) > _today():
+            raise ValueError("must not be after today")
+        return value
+
+    @field_validator("until")
+    @classmethod
+    def _not_before_since(cls, value: str | None, info: ValidationInfo) -> str | None:
+        since = info.data.get("since")
+        if value is not None and since is not None and value < since:
+            raise ValueError("must not be before since")
+        return value
+
+    def window(self, today: date | None = None) -> DateWindow:
+        """Palenca's window (start_date the latest day, end_date the earliest)."""
+        latest = date.fromisoformat(self.until) if self.until else (today or _today())
+        if self.since:
+            earliest = date.fromisoformat(self.since)
+        else:
+            earliest = latest - timedelta(days=self.days or DEFAULT_SYNC_DAYS)
+        return DateWindow(start_date=latest.isoformat(), end_date=earliest.isoformat())
+
+
+class SyncRequest(StrictModel):
+    """The payload of a sync invocation: the schedule target's constant Input, or what
+    ``provisioner sync`` sends (``{"sync": {"since": "2026-10-01"}}``)."""
+
+    sync: SyncWindow = Field(default_factory=SyncWindow)
+
+
+def sync_window(event: dict[str, Any]) -> DateWindow:
+    """The window an invocation asks for; :class:`InvalidRequest` naming the field when it is
+    wrong (its message carries field names and rules, never the values)."""
+    if "sync" in event:
+        try:
+            return SyncRequest.model_validate(event).sync.window()
+        except ValidationError as exc:
+            raise InvalidRequest(error_fields(exc.errors(include_input=False))) from None
+    # A scheduled event of a rule target without Input: EventBridge always sends detail {}.
+    if event.get("detail"):
+        window_goes_in_input = 'a scheduled event carries no window: give the target Input {"sync": {...}}'
+        raise InvalidRequest([FieldError("detail", window_goes_in_input)])
+    return default_window()
 
 
 class PalencaSync:
@@ -207,7 +292,8 @@ class _OutOfTime(Exception):
 
 
 class PalencaListUsersFunction(LambdaFunction):
-    """The Lambda handler: API Gateway REST events and EventBridge scheduled events."""
+    """The Lambda handler: API Gateway REST events, and syncs (the schedule's Input, a plain
+    scheduled event, ``provisioner sync``)."""
 
     provider = PROVIDER
 
@@ -250,17 +336,17 @@ class PalencaListUsersFunction(LambdaFunction):
         return PalencaClient(deps.http(PROVIDER), secret)
 
     def sync(self, event: dict[str, Any]) -> dict[str, Any]:
-        detail = event.get("detail") or {}
         try:
-            window = DateWindow.model_validate(detail) if detail else default_window()
-        except ValidationError as exc:
-            error = InvalidRequest(
-                adapters.field_errors(
-                    [{"loc": ("detail", *e["loc"]), "msg": e["msg"]} for e in exc.errors(include_input=False)]
-                )
-            )
+            window = sync_window(event)
+        except InvalidRequest as error:
+            # Raised, not answered: nobody reads a scheduled invocation's answer, and a returned
+            # error would count as a success, so a wrong Input would sync nothing on every run,
+            # silently. Failing, the invocation is retried (EventInvokeConfig; it fails again at
+            # once, before any call to Palenca) and then lands in PalencaSyncDLQ with this error,
+            # which names the field; PalencaSyncDLQAlarm fires. The log holds the same report:
+            # field names and rules, never values.
             logger.error("palenca sync refused its window", extra={"error": error.report()})
-            return {"statusCode": 422, **error.body()}
+            raise
         summary = PalencaSync(self.client, self.deps.store, Deadline(self.remaining_ms(), margin=10.0)).run(
             window
         )
@@ -269,6 +355,7 @@ class PalencaListUsersFunction(LambdaFunction):
         return summary.model_dump()
 
     def dispatch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        if event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events":
+        scheduled = event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events"
+        if "sync" in event or scheduled:
             return self.sync(event)
         return self.api(event, context)
