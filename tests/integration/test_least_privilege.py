@@ -16,12 +16,17 @@ from tests.integration.test_iam import TEST_SESSION
 # Granted, though no test can see the call: (function or "*", action, logical resource) -> why.
 JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("*", "kms:GenerateDataKey", "DataEncryptionKey"): (
-        "the queues are encrypted with the hub key: in AWS, SendMessage to an SSE-KMS queue needs "
-        "kms:GenerateDataKey on its key; moto's SQS does not call KMS"
+        "the queues are encrypted with the hub key: in AWS, SendMessage to an SSE-KMS queue (by the "
+        "function, or by Lambda for its OnFailure destination) needs kms:GenerateDataKey on its key; "
+        "moto's SQS does not call KMS"
     ),
     ("*", "kms:Decrypt", "DataEncryptionKey"): (
         "SendMessage to an SSE-KMS queue also needs kms:Decrypt on its key (to reuse the data key); "
         "moto's SQS does not call KMS"
+    ),
+    ("PalencaListUsersFunction", "sqs:SendMessage", "PalencaSyncDLQ"): (
+        "a sync that failed all its async attempts is sent to PalencaSyncDLQ by Lambda itself, with the "
+        "function's role (EventInvokeConfig's OnFailure destination), not by the function's code"
     ),
     ("*", "dynamodb:GetItem", "IdempotencyTable"): (
         "Powertools reads the idempotency record with GetItem when a conditional put fails without "

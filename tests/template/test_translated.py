@@ -162,7 +162,9 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:Query", "UsersTable.Arn/index/ByProviderUserId"),
         ("dynamodb:UpdateItem", "RateLimitTable.Arn"),
         _secret("PalencaSecretId"),
-    },
+        ("sqs:SendMessage", "PalencaSyncDLQ.Arn"),  # EventInvokeConfig's OnFailure destination
+    }
+    | ENCRYPTED_QUEUES,
     "ApiDocsFunction": set(),
 }
 
