@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv sam-venv checkov-venv lint format security validate build test test-fast demo local bench clean lock
+.PHONY: help venv sam-venv checkov-venv lint format security validate build deploy-check test test-fast demo local bench clean lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -59,7 +59,10 @@ validate: sam-venv ## sam validate --lint
 build: sam-venv ## sam build (no Docker: uses python3.13 from .venv-sam)
 	$(SAM) build
 
-test: venv sam-venv lint security ## Lint, checkov, then every test (the backlog drain runs beside the rest)
+deploy-check: venv sam-venv ## Deploy rehearsal on moto: sam build + package, cfn-lint, the stack via its CloudFormation
+	$(VENV)/bin/provisioner deploy-check
+
+test: venv sam-venv lint security deploy-check ## Lint, checkov, deploy rehearsal, then every test (the backlog drain runs beside the rest)
 	@rm -f .backlog-tests.log; \
 	$(VENV)/bin/pytest -m backlog -p no:cacheprovider > .backlog-tests.log 2>&1 & backlog=$$!; \
 	$(VENV)/bin/pytest -m "not backlog"; main=$$?; \
@@ -84,4 +87,4 @@ lock: ## Re-pin requirements-dev.txt from the current .venv
 	 $(VENV)/bin/pip freeze --exclude-editable | grep -vi '^provisioner') > requirements-dev.txt
 
 clean: ## Remove build output and caches
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local build *.egg-info
+	rm -rf .aws-sam .deploy-check .pytest_cache .mypy_cache .ruff_cache .local build *.egg-info

@@ -29,7 +29,8 @@ from provisioner_cli.local import ACCOUNT, REGION, StackState
 ROOT = Path(__file__).resolve().parents[1]
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
 ADMIN_USER = "provisioner-local-admin"
-# Every CodeUri/ContentUri stands for an S3 object once packaged: the translator wants that shape.
+# A local CodeUri/ContentUri stands for the S3 object it becomes once packaged (the translator wants
+# that shape); a packaged template's s3:// URIs are kept.
 _TRANSLATE = r"""
 import json, sys
 from samtranslator.translator.transform import transform
@@ -43,7 +44,7 @@ template = yaml_parse(open(sys.argv[1]).read())
 for resource in template.get("Resources", {}).values():
     properties = resource.get("Properties") or {}
     for key in ("CodeUri", "ContentUri"):
-        if key in properties:
+        if key in properties and not str(properties[key]).startswith("s3://"):
             properties[key] = "s3://packaged/" + key
 parameters = {"AWS::Region": sys.argv[2], "AWS::AccountId": sys.argv[3], "AWS::Partition": "aws"}
 json.dump(transform(template, parameters, NoManagedPolicyLookup()), sys.stdout)

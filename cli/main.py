@@ -262,6 +262,25 @@ def demo(template_path: str) -> None:
     sys.exit(run_demo(_template(template_path)))
 
 
+@cli.command("deploy-check")
+@template_option
+@click.option(
+    "--output-dir",
+    default=".deploy-check",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Build, packaged and translated templates and the report.",
+)
+def deploy_check(template_path: str, output_dir: str) -> None:
+    """Rehearse a deploy on moto's server: sam build, sam package to its S3, cfn-lint, then the stack
+    through its CloudFormation, compared with the template and with the local stack."""
+    from provisioner_cli.deploycheck import run
+
+    report = run(_template(template_path).path.resolve(), Path(output_dir).resolve())
+    if report.failures:
+        raise click.ClickException(f"deploy-check failed: {len(report.failures)} problem(s) above")
+
+
 from provisioner_cli.bulk import import_command  # noqa: E402 - the command group is defined above
 from provisioner_cli.operations import dlq, status  # noqa: E402
 from provisioner_cli.sync import sync_command  # noqa: E402
