@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import zipfile
 from typing import Any
 
@@ -28,7 +26,6 @@ from provisioner_cli.deploycheck import (
     references,
 )
 from provisioner_cli.local import REGION
-from tests.conftest import ROOT
 
 QUEUE = "AWS::SQS::Queue"
 RULE = "AWS::Events::Rule"
@@ -411,23 +408,3 @@ def test_moto_still_has_each_bug_the_rehearsal_fixes():
             RoleName=role["Role"], PolicyName="p"
         )
         assert stored["PolicyDocument"] == str(document)  # Python's repr, not JSON
-
-
-# ------------------------------------------------------------------------- the whole rehearsal
-@pytest.mark.slow
-def test_the_deploy_rehearsal_passes_and_reports_what_moto_cannot_create():
-    """``provisioner deploy-check`` as ``make deploy-check`` runs it, in .deploy-check (where sam
-    build's cache lives), in its own process (the rehearsal fixes moto's classes where it runs)."""
-    command = [sys.executable, "-m", "provisioner_cli.main", "deploy-check"]
-
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
-
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    report = (ROOT / deploycheck.OUTPUT / "report.txt").read_text()
-    assert report == result.stdout
-    assert "cfn-lint packaged.yaml: clean" in report
-    assert f"{deploycheck.STACK_NAME} CREATE_COMPLETE" in report
-    for left_out in ("AWS::ApiGateway::RestApi", "AWS::CloudWatch::Alarm", "AWS::SQS::QueuePolicy"):
-        assert left_out in report
-    assert "the same as moto's stack" in report
-    assert "deploy-check passed" in report
