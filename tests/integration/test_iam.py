@@ -8,6 +8,7 @@ import json
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import settings
 
 from provisioner_cli.iam import CALLS, iam_wildcard
 from provisioner_cli.local import REGION
@@ -22,7 +23,13 @@ def _as(admin_session, function: str) -> boto3.Session:
     not the function's (the least-privilege check counts only what functions call)."""
     sts, iam = admin_session.client("sts"), admin_session.client("iam")
     arn = iam.get_role(RoleName=f"{function}Role")["Role"]["Arn"]
-    answer = sts.assume_role(RoleArn=arn, RoleSessionName=TEST_SESSION)["Credentials"]
+    # moto cannot evaluate a trust policy that names a service principal (it fails on the missing
+    # "AWS" key): assume the role as the local stack does when it creates it, before checks apply.
+    previous, settings.INITIAL_NO_AUTH_ACTION_COUNT = settings.INITIAL_NO_AUTH_ACTION_COUNT, float("inf")
+    try:
+        answer = sts.assume_role(RoleArn=arn, RoleSessionName=TEST_SESSION)["Credentials"]
+    finally:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = previous
     return boto3.Session(
         region_name=REGION,
         aws_access_key_id=answer["AccessKeyId"],
