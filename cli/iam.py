@@ -241,15 +241,17 @@ def _dynamodb_resource(handler: Any) -> str:
 
 
 def _kms_resource(handler: Any) -> str:
+    """The key's ARN: IAM authorises a request by key id, key ARN or alias against the key itself."""
     body = json.loads(handler.body or "{}")
     key = str(body.get("KeyId") or "")
     if not key:
         return "*"
-    if key.startswith("arn:"):
-        return key
-    if key.startswith("alias/"):
-        return _arn("kms", key)
-    return _arn("kms", f"key/{key}")
+    try:
+        return str(handler.kms_backend.describe_key(key).arn)
+    except Exception:
+        if key.startswith("arn:"):
+            return key
+        return _arn("kms", key if key.startswith("alias/") else f"key/{key}")
 
 
 def _secret_resource(handler: Any) -> str:

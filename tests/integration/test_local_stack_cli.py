@@ -157,20 +157,16 @@ def test_sync_refuses_a_window_the_function_would_refuse_before_running_it(in_pr
 
 def test_env_json_runs_the_functions_against_the_local_stack(local_stack, template):
     """env.json's variables, generated for this stack's addresses (env.json itself has the ports
-    `provisioner local up` uses, seen from a container), are all a function needs: with them and
-    credentials of any kind, as `sam local` gives, its AWS calls (DynamoDB, Secrets Manager, KMS, SQS)
-    and provider calls reach the local stack."""
+    `provisioner local up` uses, seen from a container), are all a function needs: with them and the
+    function's own credentials (`provisioner local env` prints them; `sam local` passes the shell's),
+    its AWS calls (DynamoDB, Secrets Manager, KMS by alias, SQS) and provider calls reach the local
+    stack, under its enforced role."""
     from provisioner_cli.invoke import invoke_function
     from provisioner_cli.local import REGION, aws_client, sam_local_env
 
     _, state = local_stack
     env = sam_local_env(template, aws_endpoint=state.aws_endpoint, sandbox_url=state.sandbox_url)
-    sam_gives = {
-        "AWS_ACCESS_KEY_ID": "defaultkey",
-        "AWS_SECRET_ACCESS_KEY": "defaultsecret",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-    }
+    region = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
     event = json.loads((EVENTS / "validic_provision_user" / "api.json").read_text())
     body = json.loads(event["body"])
     body["external_id"] = "env-json-1"
@@ -181,7 +177,11 @@ def test_env_json_runs_the_functions_against_the_local_stack(local_stack, templa
         state,
         "ValidicProvisionUserFunction",
         event,
-        {**sam_gives, **env["ValidicProvisionUserFunction"]},
+        {
+            **region,
+            **state.credentials["ValidicProvisionUserFunction"],
+            **env["ValidicProvisionUserFunction"],
+        },
     )
     assert validic.ok, validic.logs
     assert validic.result["statusCode"] == 201, validic.result
@@ -190,7 +190,7 @@ def test_env_json_runs_the_functions_against_the_local_stack(local_stack, templa
         state,
         "PalencaListUsersFunction",
         {"sync": {}},
-        {**sam_gives, **env["PalencaListUsersFunction"]},
+        {**region, **state.credentials["PalencaListUsersFunction"], **env["PalencaListUsersFunction"]},
     )
     assert sync.ok, sync.logs
     assert sync.result["complete"]
