@@ -17,7 +17,7 @@ from provisioner_cli.local import ACCOUNT, REGION
 from provisioning.ratelimit import WINDOW_S, SharedRateLimiter
 from provisioning.store import LinkStore
 from provisioning.waiting import ATTEMPTS, COME_BACK_AT, WAITING_SINCE
-from tests.conftest import dead_letters
+from tests.conftest import EVENTS, dead_letters
 
 QUEUE, DLQ = "PalencaCreateUserQueue", "PalencaCreateUserDLQ"
 
@@ -215,27 +215,50 @@ def test_a_copy_received_before_its_turn_goes_back_untouched(invoke, stack, aws,
     assert list(LinkStore(aws("dynamodb"), stack.refs["UsersTable"]).scan_links()) == []
 
 
-def test_a_record_that_cannot_be_sent_back_waits_in_the_queue_instead(invoke, stack, aws, sandbox, limiter):
+# Each create function, how its records are made to wait, and how long that wait is at most.
+PROVIDER_429 = {
+    "trust": ("TrustCreateUserFunction", "/trust/users/create"),
+    "palm": ("PalmCreateUserFunction", "/palm/v1/user"),
+    "validic": ("ValidicProvisionUserFunction", "/validic/v1/organizations/sandbox-org/users.json"),
+}
+
+
+@pytest.mark.parametrize("provider", ["palenca", *PROVIDER_429])
+def test_a_record_that_cannot_be_sent_back_waits_in_the_queue_instead(
+    provider, load_function, template, stack, aws, sandbox, limiter, monkeypatch
+):
     """SQS refusing the delayed copy: the record is reported failed (SQS keeps it) and made invisible
-    until its turn with its own queue's visibility, so it neither comes back at once nor is lost."""
-    sqs, url = aws("sqs"), stack.refs[QUEUE]
-    _exhaust(limiter)
-    _send(sqs, url, [{"external_id": "not-sent-back"}])
+    until its turn with its own queue's visibility, so it neither comes back at once nor is lost.
+    Palenca's record waits for our budget (spent), the others' for their provider's 429."""
+    if provider == "palenca":
+        function, longest = "PalencaCreateUserFunction", WINDOW_S + 2
+        invoke = load_function(function)
+        monkeypatch.setenv("PALENCA_REQUESTS_PER_MINUTE", "4")
+        _exhaust(limiter)
+    else:
+        function, path = PROVIDER_429[provider]
+        longest = 122
+        invoke = load_function(function)
+        sandbox.script_fault(provider, "POST", path, "odd_retry_after", retry_after="120")
+    queue = function.replace("Function", "Queue")
+    sqs, url = aws("sqs"), stack.refs[queue]
+    sample = EVENTS / template.function(function).code_uri.name / "sqs.json"
+    body = json.loads(json.loads(sample.read_text())["Records"][0]["body"])
+    _send(sqs, url, [{**body, "external_id": f"not-sent-back-{provider}"}])
     backend = sqs_backends[ACCOUNT][REGION]
     original = backend.send_message_batch
 
-    def refuse_the_function(queue_name: str, entries: Any) -> Any:
+    def refuse(queue_name: str, entries: Any) -> Any:
         raise RuntimeError("SendMessageBatch is unavailable")
 
-    backend.send_message_batch = refuse_the_function
+    backend.send_message_batch = refuse
     try:
         report = drain_queue(sqs, url, invoke, max_batches=1, visibility_timeout=0)
     finally:
         backend.send_message_batch = original
 
     assert (report.acknowledged, report.failed) == (0, 1)
-    assert sandbox.calls == []
-    (message,) = backend.get_queue(QUEUE)._messages
+    (message,) = backend.get_queue(queue)._messages
     seconds_invisible = message.visible_at / 1000 - time.time()
-    assert 1 < seconds_invisible <= WINDOW_S + 2  # until the next window, not the queue's 180 s
-    assert _waiting(QUEUE) == []
+    assert 1 < seconds_invisible <= longest  # until its turn, not the queue's 180 s nor at once
+    assert _waiting(queue) == []
