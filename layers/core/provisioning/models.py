@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -74,3 +75,11 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class LinkSource(StrEnum):
+    CREATED = "created"  # we created the person at the provider
+    EXISTING = "existing"  # the provider already knew the person; we linked them
+    RECONCILED = "reconciled"  # an earlier create's answer was lost; found with the provider's lookup
+    SYNCED = "synced"  # found by a scheduled sync of the provider's users
+    RESOLVED = "resolved"  # linked by an operator after an outcome no lookup could settle

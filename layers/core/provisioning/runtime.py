@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +36,12 @@ from provisioning.errors import (
 from provisioning.http import Deadline, ProviderHttp, Timeouts, new_session
 from provisioning.models import CreateRequest, ProvisionResult
 from provisioning.observability import logger, metrics
-from provisioning.person import PersonMapping, is_signup_event, request_for, signup_person
-from provisioning.provision import CreateOperation, Provisioner
+from provisioning.person import is_signup_event, request_for, signup_person
+from provisioning.provision import Provisioner
 from provisioning.ratelimit import SharedRateLimiter
 from provisioning.secrets import SecretSource
 from provisioning.settings import Settings
+from provisioning.spec import CreateUserSpec
 from provisioning.store import LinkStore
 from provisioning.waiting import Pacing
 
@@ -134,22 +134,6 @@ class Dependencies:
             timeouts,
             before_request=limiter.acquire if limiter else None,
         )
-
-
-@dataclass(frozen=True)
-class CreateUserSpec[RequestT: CreateRequest]:
-    """Everything provider-specific about one create-user Lambda."""
-
-    provider: str
-    route: str
-    request_model: type[RequestT]
-    build_operation: Callable[[Dependencies], CreateOperation[RequestT]]
-    summary: str = ""
-    # Maps a canonical Person (UserSignedUp events, imports) to this provider's request body.
-    from_person: PersonMapping | None = None
-    # Encrypts credentials a provider returns (ProviderUser.sealed) before they are stored.
-    build_sealer: Callable[[Dependencies], Callable[[dict[str, str]], dict[str, str]]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_sqs(event: dict[str, Any]) -> bool:

@@ -4,9 +4,10 @@ before they are stored, and the decrypting read."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from provisioning.store import LinkStore
+if TYPE_CHECKING:
+    from provisioning.store import LinkStore
 
 ENCRYPTION_CONTEXT = {"purpose": "provider-user-token"}
 

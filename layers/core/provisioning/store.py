@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from provisioning.errors import Conflict
+from provisioning.models import LinkSource as LinkSource  # a model, kept importable here
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -42,14 +43,6 @@ _deserializer = TypeDeserializer()
 class LinkStatus(StrEnum):
     PENDING = "pending"
     LINKED = "linked"
-
-
-class LinkSource(StrEnum):
-    CREATED = "created"  # we created the person at the provider
-    EXISTING = "existing"  # the provider already knew the person; we linked them
-    RECONCILED = "reconciled"  # an earlier create's answer was lost; found with the provider's lookup
-    SYNCED = "synced"  # found by a scheduled sync of the provider's users
-    RESOLVED = "resolved"  # linked by an operator after an outcome no lookup could settle
 
 
 def utc_now() -> str:

@@ -24,10 +24,9 @@ from provisioning.http import (
     read_json,
     with_fresh_secret,
 )
-from provisioning.models import CreateRequest, ProviderUser
+from provisioning.models import CreateRequest, LinkSource, ProviderUser
 from provisioning.person import Person
-from provisioning.runtime import CreateUserSpec, Dependencies
-from provisioning.store import LinkSource
+from provisioning.spec import CreateUserSpec, ProviderDependencies
 
 PROVIDER = "palenca"
 
@@ -222,7 +221,7 @@ def _provider_user(user: PalencaUser, widget_id: UUID | str | None) -> ProviderU
     )
 
 
-def build_create_user(deps: Dependencies) -> PalencaCreateUser:
+def build_create_user(deps: ProviderDependencies) -> PalencaCreateUser:
     """The operation, wired to this container's settings, session and cached secret."""
 
     def secret(refresh: bool = False) -> PalencaSecret:

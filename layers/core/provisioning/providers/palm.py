@@ -39,10 +39,9 @@ from provisioning.http import (
     raise_for_status,
     with_fresh_secret,
 )
-from provisioning.models import CreateRequest, ProviderUser, StrictModel
+from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
 from provisioning.person import Person
-from provisioning.runtime import CreateUserSpec, Dependencies
-from provisioning.store import LinkSource
+from provisioning.spec import CreateUserSpec, ProviderDependencies
 from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text
 
 PROVIDER = "palm"
@@ -263,7 +262,7 @@ class PalmCreateUser:
         return _provider_user(mine) if mine else None
 
 
-def build_create_user(deps: Dependencies) -> PalmCreateUser:
+def build_create_user(deps: ProviderDependencies) -> PalmCreateUser:
     def secret(refresh: bool = False) -> PalmSecret:
         return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalmSecret, refresh=refresh)
 

@@ -31,10 +31,9 @@ from provisioning.http import (
     parse_answer,
     raise_for_status,
 )
-from provisioning.models import CreateRequest, ProviderUser
+from provisioning.models import CreateRequest, LinkSource, ProviderUser
 from provisioning.person import Person, require
-from provisioning.runtime import CreateUserSpec, Dependencies
-from provisioning.store import LinkSource
+from provisioning.spec import CreateUserSpec, ProviderDependencies
 from provisioning.validation import E164Phone, Email, HttpUrlText, Text
 
 PROVIDER = "trust"
@@ -272,7 +271,7 @@ class TrustCreateUser:
         return _provider_user(existing)
 
 
-def build_create_user(deps: Dependencies) -> TrustCreateUser:
+def build_create_user(deps: ProviderDependencies) -> TrustCreateUser:
     def secret(refresh: bool = False) -> TrustSecret:
         return deps.secrets.get(deps.settings.secret_id(PROVIDER), TrustSecret, refresh=refresh)
 

@@ -36,11 +36,10 @@ from provisioning.http import (
     raise_for_status,
     with_fresh_secret,
 )
-from provisioning.models import CreateRequest, ProviderUser, StrictModel
+from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
 from provisioning.person import Person
-from provisioning.runtime import CreateUserSpec, Dependencies
 from provisioning.sealing import KmsSealer
-from provisioning.store import LinkSource
+from provisioning.spec import CreateUserSpec, ProviderDependencies
 
 PROVIDER = "validic"
 
@@ -192,14 +191,14 @@ class ValidicProvisionUser:
         return _provider_user(existing) if existing else None
 
 
-def build_create_user(deps: Dependencies) -> ValidicProvisionUser:
+def build_create_user(deps: ProviderDependencies) -> ValidicProvisionUser:
     def secret(refresh: bool = False) -> ValidicSecret:
         return deps.secrets.get(deps.settings.secret_id(PROVIDER), ValidicSecret, refresh=refresh)
 
     return ValidicProvisionUser(ValidicClient(deps.http(PROVIDER), secret))
 
 
-def build_sealer(deps: Dependencies) -> Callable[[dict[str, str]], dict[str, str]]:
+def build_sealer(deps: ProviderDependencies) -> Callable[[dict[str, str]], dict[str, str]]:
     key_id = deps.settings.token_kms_key_id
     if not key_id:
         raise ConfigurationError(

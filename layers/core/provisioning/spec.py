@@ -1,0 +1,59 @@
+"""What a provider module declares, and the little it may ask of the Lambda assembly.
+
+Providers depend on this module, the HTTP layer, the models and the errors, never on
+``provisioning.runtime`` (boto3 clients, Powertools idempotency): the assembly satisfies
+:class:`ProviderDependencies` and builds each operation from its :class:`CreateUserSpec`. Nothing
+heavy is imported here at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from provisioning.http import ProviderHttp
+    from provisioning.models import CreateRequest
+    from provisioning.person import PersonMapping
+    from provisioning.provision import CreateOperation
+    from provisioning.settings import Settings
+
+
+class SecretReader(Protocol):
+    def get[T: BaseModel](self, secret_id: str, model: type[T], refresh: bool = False) -> T:
+        """The secret as ``model``; ``refresh`` bypasses the cache (a refused, rotated credential)."""
+        ...
+
+
+class ProviderDependencies(Protocol):
+    """What a provider's operation is built from (``provisioning.runtime.Dependencies`` in Lambda)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def secrets(self) -> SecretReader: ...
+
+    @property
+    def kms(self) -> Any: ...
+
+    def http(self, provider: str) -> ProviderHttp: ...
+
+
+@dataclass(frozen=True)
+class CreateUserSpec[RequestT: CreateRequest]:
+    """Everything provider-specific about one create-user Lambda."""
+
+    provider: str
+    route: str
+    request_model: type[RequestT]
+    build_operation: Callable[[ProviderDependencies], CreateOperation[RequestT]]
+    summary: str = ""
+    # Maps a canonical Person (UserSignedUp events, imports) to this provider's request body.
+    from_person: PersonMapping | None = None
+    # Encrypts credentials a provider returns (ProviderUser.sealed) before they are stored.
+    build_sealer: Callable[[ProviderDependencies], Callable[[dict[str, str]], dict[str, str]]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,40 @@
+"""Dependencies point down: a provider module is built on the HTTP layer, the models and the
+errors, never on the Lambda assembly (boto3 clients, Powertools idempotency)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+PROVIDER_MODULES = sorted(
+    f"provisioning.providers.{path.stem}"
+    for path in (ROOT / "layers" / "core" / "provisioning" / "providers").glob("*.py")
+    if path.stem != "__init__"
+)
+ASSEMBLY = ("provisioning.runtime", "boto3", "aws_lambda_powertools.utilities.idempotency")
+
+
+def _loaded_by(module: str) -> set[str]:
+    """The modules importing ``module`` loads, in a fresh interpreter."""
+    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    layer = str(ROOT / "layers" / "core")
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": layer}
+    )
+    return set(json.loads(result.stdout))
+
+
+def test_every_provider_module_is_found():
+    assert len(PROVIDER_MODULES) >= 4
+
+
+@pytest.mark.parametrize("module", [*PROVIDER_MODULES, "provisioning.spec"])
+def test_a_provider_module_does_not_load_the_lambda_assembly(module):
+    loaded = _loaded_by(module)
+    assert module in loaded
+    assert not [name for name in ASSEMBLY if name in loaded]
