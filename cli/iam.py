@@ -168,13 +168,6 @@ class Credentials:
             env["AWS_SESSION_TOKEN"] = self.session_token
         return env
 
-    def client_kwargs(self) -> dict[str, str | None]:
-        return {
-            "aws_access_key_id": self.access_key_id,
-            "aws_secret_access_key": self.secret_access_key,
-            "aws_session_token": self.session_token,
-        }
-
 
 def create_roles(iam: Any, sts: Any, roles: dict[str, FunctionRole]) -> dict[str, Credentials]:
     """Create each role in moto's IAM, policies inline, and assume it: credentials per function."""
@@ -314,13 +307,6 @@ class CallLog:
         finally:
             with self._lock:
                 self.denied = before
-
-    def as_json(self) -> dict[str, dict[str, list[list[str]]]]:
-        with self._lock:
-            return {
-                kind: {function: sorted(map(list, pairs)) for function, pairs in calls.items()}
-                for kind, calls in (("allowed", self.calls), ("denied", self.denied))
-            }
 
 
 CALLS = CallLog()
