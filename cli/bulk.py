@@ -42,9 +42,9 @@ PERSON_FIELDS = frozenset(Person.model_fields)
 
 
 def create_specs() -> dict[str, CreateUserSpec[Any]]:
-    from provisioning.providers import palenca, palm, trust, validic
+    from provisioning.providers import PROVIDERS
 
-    return {module.PROVIDER: module.CREATE_USER for module in (palenca, trust, palm, validic)}
+    return {info.name: info.create.load_spec() for info in PROVIDERS}
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """PalencaCreateUserFunction: POST /palenca/users and PalencaCreateUserQueue."""
 
-from provisioning.providers.palenca import CREATE_USER
+from provisioning.providers.palenca.client import CREATE_USER
 from provisioning.runtime import CreateUserFunction
 
 handler = CreateUserFunction(CREATE_USER)

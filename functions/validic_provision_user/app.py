@@ -1,6 +1,6 @@
 """ValidicProvisionUserFunction: POST /validic/users and ValidicProvisionUserQueue."""
 
-from provisioning.providers.validic import CREATE_USER
+from provisioning.providers.validic.client import CREATE_USER
 from provisioning.runtime import CreateUserFunction
 
 handler = CreateUserFunction(CREATE_USER)

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from provisioner_cli.bulk import BatchSender, Planned, send_file, validate_file
 from provisioner_cli.main import cli
-from provisioning.providers.palm import PalmCreateUserRequest
-from provisioning.providers.trust import TrustCreateUserRequest
+from provisioning.providers.palm.client import PalmCreateUserRequest
+from provisioning.providers.trust.client import TrustCreateUserRequest
 
 QUEUES = {
     "palenca": "PalencaCreateUserQueue",

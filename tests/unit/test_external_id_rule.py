@@ -208,7 +208,7 @@ def test_person_model_reads_the_rule_at_validation_time(monkeypatch: pytest.Monk
 
 
 def test_identifying_reason_lives_in_validation_and_stays_importable_from_validic() -> None:
-    from provisioning.providers.validic import identifying_reason as validic_reason
+    from provisioning.providers.validic.client import identifying_reason as validic_reason
     from provisioning.validation import identifying_reason
 
     for external_id in IDENTIFYING.values():

@@ -11,10 +11,11 @@ import pytest
 
 from tests.conftest import ROOT
 
+PROVIDERS_DIR = ROOT / "layers" / "core" / "provisioning" / "providers"
 PROVIDER_MODULES = sorted(
-    f"provisioning.providers.{path.stem}"
-    for path in (ROOT / "layers" / "core" / "provisioning" / "providers").glob("*.py")
-    if path.stem != "__init__"
+    "provisioning.providers."
+    + ".".join(path.relative_to(PROVIDERS_DIR).with_suffix("").parts).removesuffix(".__init__")
+    for path in PROVIDERS_DIR.glob("*/*.py")
 )
 ASSEMBLY = ("provisioning.runtime", "boto3", "aws_lambda_powertools.utilities.idempotency")
 
@@ -30,7 +31,7 @@ def _loaded_by(module: str) -> set[str]:
 
 
 def test_every_provider_module_is_found():
-    assert len(PROVIDER_MODULES) >= 4
+    assert len(PROVIDER_MODULES) >= 8  # each provider's registration and client
 
 
 @pytest.mark.parametrize("module", [*PROVIDER_MODULES, "provisioning.spec"])

@@ -10,7 +10,7 @@ from pydantic import SecretStr, ValidationError
 
 from provisioning.errors import ProviderAuthFailed, ProviderRejected, RateLimited, UnknownOutcome
 from provisioning.http import ProviderHttp, new_session
-from provisioning.providers.palenca import PalencaClient, PalencaCreateUserRequest, PalencaSecret
+from provisioning.providers.palenca.client import PalencaClient, PalencaCreateUserRequest, PalencaSecret
 from tests.support import Recorded, recorded_server
 
 WIDGET = UUID("feecb679-a3cc-47ef-8fd4-600799f12a39")

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from provisioning.errors import ProviderRejected
 from provisioning.http import ProviderHttp, new_session
-from provisioning.providers.palenca import PalencaClient, PalencaSecret
+from provisioning.providers.palenca.client import PalencaClient, PalencaSecret
 from tests.support import Recorded, recorded_server
 
 LISTED = {

@@ -9,8 +9,8 @@ from pydantic import SecretStr, ValidationError
 
 from provisioning.errors import ProviderRejected, RateLimited
 from provisioning.http import ProviderHttp, new_session
-from provisioning.providers.palm import PalmClient, PalmSecret
-from provisioning.providers.validic import (
+from provisioning.providers.palm.client import PalmClient, PalmSecret
+from provisioning.providers.validic.client import (
     ValidicClient,
     ValidicProvisionUser,
     ValidicProvisionUserRequest,

@@ -6,9 +6,9 @@ import pytest
 
 from provisioning.errors import InvalidRequest
 from provisioning.person import Person, parse_person, request_for, signup_person
-from provisioning.providers import palenca, palm, trust, validic
+from provisioning.providers import PROVIDERS
 
-SPECS = {m.PROVIDER: m.CREATE_USER for m in (palenca, trust, palm, validic)}
+SPECS = {info.name: info.create.load_spec() for info in PROVIDERS}
 FULL = Person(
     external_id="p-1",
     email="ana.perez@example.test",

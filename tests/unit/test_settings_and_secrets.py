@@ -9,7 +9,8 @@ import pytest
 from moto import mock_aws
 
 from provisioning.errors import ConfigurationError
-from provisioning.providers.palenca import PalencaSecret
+from provisioning.providers import PROVIDERS
+from provisioning.providers.palenca.client import PalencaSecret
 from provisioning.secrets import SecretSource
 from provisioning.settings import Settings
 
@@ -20,11 +21,56 @@ def test_settings_read_the_interface_variables_with_documented_defaults():
     )
 
     assert settings.users_table == "users"
-    assert settings.palenca_base_url == "https://api.palenca.com"
-    assert settings.trust_base_url == "https://atenea.trust.lat"
-    assert settings.palm_base_url == "https://api.getpalm.com"
-    assert settings.validic_base_url == "https://api.validic.com"
+    assert settings.base_url("palenca") == "https://api.palenca.com"
+    assert settings.base_url("trust") == "https://atenea.trust.lat"
+    assert settings.base_url("palm") == "https://api.getpalm.com"
+    assert settings.base_url("validic") == "https://api.validic.com"
     assert settings.secret_id("palenca") == "s"
+    assert settings.budget("palenca") == (120, 60)
+    assert settings.idempotency_ttl_seconds == 3600
+    assert settings.workers == 8  # 512 MB
+
+
+@pytest.mark.parametrize("info", PROVIDERS, ids=lambda info: info.name)
+def test_every_registered_provider_is_configured_by_its_own_variables(info):
+    env = {
+        "USERS_TABLE": "u",
+        "IDEMPOTENCY_TABLE": "i",
+        info.secret_id_variable: f"{info.name}-secret",
+        info.base_url_variable: "http://127.0.0.1:9/x/",
+    }
+    if info.budget:
+        env[info.budget.setting] = "7"
+    settings = Settings.from_env(env)
+
+    assert settings.secret_id(info.name) == f"{info.name}-secret"
+    assert settings.base_url(info.name) == "http://127.0.0.1:9/x"
+    assert settings.budget(info.name) == ((7, info.budget.window_seconds) if info.budget else None)
+    defaults = Settings.from_env({"USERS_TABLE": "u", "IDEMPOTENCY_TABLE": "i"})
+    assert defaults.base_url(info.name) == info.default_base_url
+    with pytest.raises(ConfigurationError, match=info.secret_id_variable):
+        defaults.secret_id(info.name)
+    if info.budget:
+        with pytest.raises(ConfigurationError, match=info.budget.setting):
+            Settings.from_env({**env, info.budget.setting: "0"})
+
+
+def test_idempotency_ttl_and_record_concurrency_come_from_settings():
+    settings = Settings.from_env(
+        {
+            "USERS_TABLE": "u",
+            "IDEMPOTENCY_TABLE": "i",
+            "IDEMPOTENCY_TTL_SECONDS": "60",
+            "RECORD_CONCURRENCY": "3",
+        }
+    )
+    assert (settings.idempotency_ttl_seconds, settings.workers) == (60, 3)
+    small = Settings.from_env(
+        {"USERS_TABLE": "u", "IDEMPOTENCY_TABLE": "i", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"}
+    )
+    assert small.workers == 2
+    with pytest.raises(ConfigurationError, match="RECORD_CONCURRENCY"):
+        Settings.from_env({"USERS_TABLE": "u", "IDEMPOTENCY_TABLE": "i", "RECORD_CONCURRENCY": "0"})
 
 
 def test_missing_or_bad_variables_are_named():

@@ -7,7 +7,12 @@ from pydantic import SecretStr, ValidationError
 
 from provisioning.errors import ProviderRejected
 from provisioning.http import ProviderHttp, new_session
-from provisioning.providers.trust import TrustClient, TrustCreateUser, TrustCreateUserRequest, TrustSecret
+from provisioning.providers.trust.client import (
+    TrustClient,
+    TrustCreateUser,
+    TrustCreateUserRequest,
+    TrustSecret,
+)
 from provisioning.store import LinkSource
 from tests.support import Recorded, recorded_server
 

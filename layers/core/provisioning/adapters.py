@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -303,17 +302,6 @@ class DeadLetters:
         return True
 
 
-def record_concurrency(environ: dict[str, str] | None = None) -> int:
-    """How many records of one batch are provisioned at once: ``RECORD_CONCURRENCY``, or one per
-    64 MB of function memory (512 MB -> 8), at most 10 (SQS's largest standard batch)."""
-    env = os.environ if environ is None else environ
-    configured = env.get("RECORD_CONCURRENCY")
-    if configured:
-        return max(1, int(configured))
-    memory = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"))
-    return max(1, min(10, memory // 64))
-
-
 def process_concurrently(
     records: list[QueueRecord], handle: Callable[[QueueRecord], Any], workers: int
 ) -> list[str]:
@@ -356,6 +344,7 @@ def process_queue_batch[RequestT: BaseModel](
     dead_letters: DeadLetters,
     on_dead_letter: Callable[[ProvisioningError], None] | None = None,
     pacing: Pacing | None = None,
+    workers: int = 1,
 ) -> dict[str, list[dict[str, str]]]:
     """Provision every record; answer which ones failed, as Lambda's ``ReportBatchItemFailures``
     expects (the rest are acknowledged). ``parse`` turns a body into a request, or None for a
@@ -412,7 +401,7 @@ def process_queue_batch[RequestT: BaseModel](
             logger.thread_safe_remove_keys(["message_id"])
 
     records = [QueueRecord.from_event(raw) for raw in event.get("Records", [])]
-    failed = process_concurrently(records, handle_record, record_concurrency())
+    failed = process_concurrently(records, handle_record, workers)
     if waiting and pacing is not None:
         for item in pacing.send_back(waiting):  # could not be sent back: wait in the queue instead
             dead_letters.delay(item.record, item.come_back_at - time.time())

@@ -22,7 +22,7 @@ from provisioning.runtime import LambdaFunction
 TITLE = "Provisioning hub API"
 VERSION = "1.0.0"
 DESCRIPTION = (
-    "Creates people at Palenca, Trust, Palm and Validic and records their provider ids. "
+    "Creates people at each registered provider and records their provider ids. "
     "Every route requires SigV4-signed requests (AWS_IAM)."
 )
 
@@ -30,12 +30,10 @@ DESCRIPTION = (
 def operation_apps() -> list[APIGatewayRestResolver]:
     """The REST resolver of every operation function (nothing is configured or called)."""
     from provisioning.listing import PalencaListUsersFunction
-    from provisioning.providers import palenca, palm, trust, validic
+    from provisioning.providers import PROVIDERS
     from provisioning.runtime import CreateUserFunction
 
-    functions: list[LambdaFunction] = [
-        CreateUserFunction(module.CREATE_USER) for module in (palenca, trust, palm, validic)
-    ]
+    functions: list[LambdaFunction] = [CreateUserFunction(info.create.load_spec()) for info in PROVIDERS]
     functions.append(PalencaListUsersFunction())
     return [function.app for function in functions]
 

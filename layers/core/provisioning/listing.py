@@ -31,7 +31,7 @@ from provisioning.errors import CallNotStarted, Conflict, FieldError, InvalidReq
 from provisioning.http import Deadline, within
 from provisioning.models import ExternalId, StrictModel
 from provisioning.observability import logger, metrics
-from provisioning.providers.palenca import (
+from provisioning.providers.palenca.client import (
     PROVIDER,
     PalencaClient,
     PalencaPagination,

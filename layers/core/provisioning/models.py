@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from provisioning.providers import NAMES
 from provisioning.validation import no_personal_data
 
-Provider = Literal["palenca", "trust", "palm", "validic"]
+if TYPE_CHECKING:
+    Provider = str
+else:
+    Provider = Literal[NAMES]  # the registered providers' names (provisioning/providers/__init__.py)
 
 ExternalId = Annotated[
     str,

@@ -16,6 +16,7 @@ from pydantic import Field, StringConstraints, ValidationError, field_validator
 
 from provisioning.errors import FieldError, InvalidRequest
 from provisioning.models import ExternalId, Provider, StrictModel
+from provisioning.providers import NAMES
 from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text, error_fields
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 SIGNUP_DETAIL_TYPE = "UserSignedUp"
 Gender = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
-PROVIDERS: tuple[Provider, ...] = ("palenca", "trust", "palm", "validic")
+PROVIDERS: tuple[Provider, ...] = NAMES
 
 
 class Person(StrictModel):

@@ -1,8 +1,10 @@
 """A request budget shared by every container and function that calls one provider.
 
-Palenca allows 120 requests per minute for the whole account, in fixed one-minute windows. Each
-request takes a slot of the current window in DynamoDB before it is sent (one conditional
-``UpdateItem``: atomic across containers), so no window ever holds more requests than the budget.
+A budget is ``limit`` requests in each fixed window of ``window_s`` seconds: Palenca allows 120 a
+minute for the whole account, Validic Inform 2,000 an hour per organization token (each provider's
+``Budget`` in its registry entry). Each request takes a slot of the current window in DynamoDB
+before it is sent (one conditional ``UpdateItem``: atomic across containers), so no window ever
+holds more requests than the budget.
 A request sent in the last ``GUARD_S`` of a window may reach the provider in the next one, on the
 provider's clock: it takes a slot in both windows, so it fits whichever counts it.
 
@@ -29,7 +31,7 @@ from typing import Any, Literal
 
 from provisioning.errors import RateLimited
 
-WINDOW_S = 60
+WINDOW_S = 60  # the default window (Palenca's minute)
 GUARD_S = 1.0  # no slot in a window's last second: the request would arrive in the next one
 MAX_BOOKING_TRIES = 50  # windows tried past the booking frontier before giving up for now
 
@@ -55,15 +57,19 @@ class SharedRateLimiter:
         dynamodb: Any,
         table_name: str,
         provider: str,
-        requests_per_minute: int,
+        limit: int,
         clock: Callable[[], float] = time.time,
+        window_s: int = WINDOW_S,
     ) -> None:
-        if requests_per_minute < 1:
-            raise ValueError("requests_per_minute must be at least 1")
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if window_s < 2 * GUARD_S:
+            raise ValueError("window_s must be longer than two guard intervals")
         self._dynamodb = dynamodb
         self._table = table_name
         self.provider = provider
-        self.limit = requests_per_minute
+        self.limit = limit  # requests in each window
+        self.window_s = window_s
         self._clock = clock
 
     # -- keys ------------------------------------------------------------------------------------
@@ -78,16 +84,15 @@ class SharedRateLimiter:
     def _frontier_key(self, priority: Priority) -> dict[str, Any]:
         return {"id": {"S": f"ratelimit#{self.provider}#frontier#{priority}"}}
 
-    @staticmethod
-    def window_of(moment: float) -> int:
-        return int(moment // WINDOW_S)
+    def window_of(self, moment: float) -> int:
+        return int(moment // self.window_s)
 
     def _full(self, now: float) -> RateLimited:
         window = self.window_of(now)
         return RateLimited(
-            f"{self.provider} request budget of {self.limit}/min is used up",
+            f"{self.provider} request budget of {self.limit} per {self.window_s} s is used up",
             provider=self.provider,
-            retry_after=(window + 1) * WINDOW_S + GUARD_S - now,
+            retry_after=(window + 1) * self.window_s + GUARD_S - now,
             sent=False,
         )
 
@@ -104,7 +109,7 @@ class SharedRateLimiter:
         window = self.window_of(now)
         if self._take(window, self.limit) is None:
             return None
-        if now < (window + 1) * WINDOW_S - GUARD_S:
+        if now < (window + 1) * self.window_s - GUARD_S:
             return (window,)
         if self._take(window + 1, self.limit) is None:
             self._give_back(window)
@@ -125,7 +130,7 @@ class SharedRateLimiter:
                 ExpressionAttributeValues={
                     ":one": {"N": "1"},
                     ":cap": {"N": str(cap)},
-                    ":expires": {"N": str((window + 2) * WINDOW_S)},
+                    ":expires": {"N": str((window + 2) * self.window_s)},
                 },
                 ReturnValues="UPDATED_NEW",
             )
@@ -198,7 +203,7 @@ class SharedRateLimiter:
         hint = self._dynamodb.get_item(TableName=self._table, Key=self._frontier_key(priority)).get("Item")
         window = max(self.window_of(now) + 1, int(hint["window"]["N"]) if hint else 0)
         for _ in range(MAX_BOOKING_TRIES):
-            if not_after is not None and window * WINDOW_S > not_after:
+            if not_after is not None and window * self.window_s > not_after:
                 return None
             taken = self._take(window, cap)
             if taken is None:
@@ -207,11 +212,11 @@ class SharedRateLimiter:
             frontier = window + 1 if taken >= cap else window
             if hint is None or int(hint["window"]["N"]) < frontier:
                 self._advance_frontier(priority, frontier)
-            return window * WINDOW_S + GUARD_S + random.uniform(*COME_BACK_AFTER_S), window
+            return window * self.window_s + GUARD_S + random.uniform(*COME_BACK_AFTER_S), window
         self._advance_frontier(priority, window)
-        if not_after is not None and window * WINDOW_S > not_after:
+        if not_after is not None and window * self.window_s > not_after:
             return None
-        return window * WINDOW_S, None
+        return window * self.window_s, None
 
     def _advance_frontier(self, priority: Priority, window: int) -> None:
         with suppress(self._dynamodb.exceptions.ConditionalCheckFailedException):
@@ -223,7 +228,7 @@ class SharedRateLimiter:
                 ExpressionAttributeNames={"#window": "window", "#expiration": "expiration"},
                 ExpressionAttributeValues={
                     ":window": {"N": str(window)},
-                    ":expires": {"N": str((window + 2) * WINDOW_S)},
+                    ":expires": {"N": str((window + 2) * self.window_s)},
                 },
             )
 
@@ -246,9 +251,9 @@ class SharedRateLimiter:
             if item and int(item["window"]["N"]) > self.window_of(now):
                 window = int(item["window"]["N"])
                 latest = window if latest is None else max(latest, window)
-        return None if latest is None else latest * WINDOW_S
+        return None if latest is None else latest * self.window_s
 
 
-def minutes_to_drain(backlog: int, requests_per_minute: int) -> int:
-    """The fewest whole minutes in which ``backlog`` requests fit a per-minute budget."""
-    return math.ceil(backlog / requests_per_minute) if backlog else 0
+def windows_to_drain(backlog: int, limit: int) -> int:
+    """The fewest whole windows in which ``backlog`` requests fit a budget of ``limit`` a window."""
+    return math.ceil(backlog / limit) if backlog else 0

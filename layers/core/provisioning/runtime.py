@@ -3,7 +3,6 @@ adapters, built once per container on first use (never at import, so tests need 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from functools import cached_property
@@ -111,11 +110,13 @@ class Dependencies:
         container: the queue adapter takes a record's slot, its first request uses it)."""
         with self._lock:
             if provider not in self._limiters:
-                limit = self.settings.requests_per_minute(provider)
+                budget = self.settings.budget(provider)
                 table = self.settings.rate_limit_table
                 self._limiters[provider] = (
-                    SharedRateLimiter(self._client("dynamodb"), table, provider, limit)
-                    if limit is not None and table
+                    SharedRateLimiter(
+                        self._client("dynamodb"), table, provider, budget[0], window_s=budget[1]
+                    )
+                    if budget is not None and table
                     else None
                 )
             return self._limiters[provider]
@@ -235,7 +236,7 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
             event_key_jmespath="external_id",
             payload_validation_jmespath="@",
             raise_on_no_idempotency_key=True,
-            expires_after_seconds=int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", "3600")),
+            expires_after_seconds=self.deps.settings.idempotency_ttl_seconds,
             response_hook=_mark_replay,
         )
 
@@ -324,6 +325,7 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
                     self.dead_letters,
                     on_dead_letter=self._count_dead_letter,
                     pacing=self.pacing,
+                    workers=self.deps.settings.workers,
                 )
             )
         return self.api(event, context)

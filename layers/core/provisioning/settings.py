@@ -1,20 +1,37 @@
-"""Configuration, read only from environment variables and validated once per container."""
+"""Configuration, read only from environment variables and validated once per container.
+
+This is the one place the environment is read. Each registered provider (``provisioning.providers``)
+has its settings under its own prefix: ``<NAME>_SECRET_ID``, ``<NAME>_BASE_URL`` (its registry
+entry's default) and, for a provider with a shared budget, the budget's variable (for example
+``PALENCA_REQUESTS_PER_MINUTE``); a function's environment declares only its own provider's.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from provisioning.errors import ConfigurationError
+from provisioning.providers import PROVIDERS, provider
 
-DEFAULT_BASE_URLS = {
-    "palenca": "https://api.palenca.com",
-    "trust": "https://atenea.trust.lat",
-    "palm": "https://api.getpalm.com",
-    "validic": "https://api.validic.com",
-}
+
+class ProviderSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    secret_id: str | None = None
+    base_url: str
+    requests_per_window: int | None = Field(default=None, ge=1)  # its shared budget, when it has one
+    window_seconds: int | None = None
+
+    @field_validator("base_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local sandbox)")
+        return value.rstrip("/")
 
 
 class Settings(BaseModel):
@@ -24,23 +41,18 @@ class Settings(BaseModel):
 
     users_table: str = Field(min_length=1)
     idempotency_table: str = Field(min_length=1)
-
-    palenca_secret_id: str | None = None
-    palenca_base_url: str = DEFAULT_BASE_URLS["palenca"]
-    trust_secret_id: str | None = None
-    trust_base_url: str = DEFAULT_BASE_URLS["trust"]
-    palm_secret_id: str | None = None
-    palm_base_url: str = DEFAULT_BASE_URLS["palm"]
-    validic_secret_id: str | None = None
-    validic_base_url: str = DEFAULT_BASE_URLS["validic"]
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     rate_limit_table: str | None = None  # shared per-provider request budgets
-    palenca_requests_per_minute: int = Field(default=120, ge=1)  # Palenca's account-wide limit
     # How long in all a queued record may wait for a request slot before it is dead-lettered.
     rate_limit_max_wait_seconds: float = Field(default=86400, gt=0, le=1209600)
-    token_kms_key_id: str | None = None  # encrypts per-user provider tokens (Validic)
+    token_kms_key_id: str | None = None  # encrypts per-user provider tokens (Validic, Validic Inform)
     dead_letter_queue_url: str | None = None
     queue_url: str | None = None  # the function's own queue (waiting records are sent back to it)
+    idempotency_ttl_seconds: int = Field(default=3600, ge=1)
+    # How many records of one batch are provisioned at once; one per 64 MB of memory when unset.
+    record_concurrency: int | None = Field(default=None, ge=1)
+    aws_lambda_function_memory_size: int = Field(default=512, ge=128)
 
     secrets_max_age: int = Field(default=300, ge=0, alias="powertools_parameters_max_age")
     http_connect_timeout: float = Field(default=3.05, gt=0)
@@ -49,12 +61,34 @@ class Settings(BaseModel):
     # invocation has this much time left beyond its margin.
     http_call_timeout: float = Field(default=10.0, gt=0, le=120)
 
-    @field_validator("palenca_base_url", "trust_base_url", "palm_base_url", "validic_base_url", mode="after")
+    @model_validator(mode="before")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (or http:// for a local sandbox)")
-        return value.rstrip("/")
+    def _provider_variables(cls, values: Any) -> Any:
+        """Gather each registered provider's variables (lower-cased) into ``providers``."""
+        if not isinstance(values, dict) or "providers" in values:
+            return values
+        values = dict(values)
+        providers: dict[str, dict[str, Any]] = {}
+        for info in PROVIDERS:
+            prefix = info.env_prefix.lower()
+            entry: dict[str, Any] = {"base_url": values.pop(f"{prefix}_base_url", info.default_base_url)}
+            secret_id = values.pop(f"{prefix}_secret_id", None)
+            if secret_id is not None:
+                entry["secret_id"] = secret_id
+            if info.budget is not None:
+                entry["requests_per_window"] = values.pop(info.budget.setting.lower(), info.budget.requests)
+                entry["window_seconds"] = info.budget.window_seconds
+            providers[info.name] = entry
+        values["providers"] = providers
+        return values
+
+    @property
+    def workers(self) -> int:
+        """Records of one batch provisioned at once: ``RECORD_CONCURRENCY``, or one per 64 MB of
+        function memory (512 MB -> 8), at most 10 (SQS's largest standard batch)."""
+        if self.record_concurrency is not None:
+            return self.record_concurrency
+        return max(1, min(10, self.aws_lambda_function_memory_size // 64))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,20 +97,42 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            names = ", ".join(
-                str(err["loc"][0]).upper() + f" ({err['msg']})" for err in exc.errors(include_input=False)
-            )
-            raise ConfigurationError(f"invalid environment: {names}") from None
+            raise ConfigurationError(f"invalid environment: {_variables(exc)}") from None
 
-    def secret_id(self, provider: str) -> str:
-        value = getattr(self, f"{provider}_secret_id")
+    def _provider(self, name: str) -> ProviderSettings:
+        return self.providers.get(name) or ProviderSettings(base_url=provider(name).default_base_url)
+
+    def secret_id(self, name: str) -> str:
+        value = self._provider(name).secret_id
         if not value:
-            raise ConfigurationError(f"{provider.upper()}_SECRET_ID is not set")
-        return str(value)
+            raise ConfigurationError(f"{provider(name).secret_id_variable} is not set")
+        return value
 
-    def requests_per_minute(self, provider: str) -> int | None:
-        value = getattr(self, f"{provider}_requests_per_minute", None)
-        return int(value) if value is not None else None
+    def budget(self, name: str) -> tuple[int, int] | None:
+        """(requests, window in seconds) of the provider's shared budget, or None."""
+        entry = self._provider(name)
+        if entry.requests_per_window is None or entry.window_seconds is None:
+            return None
+        return entry.requests_per_window, entry.window_seconds
 
-    def base_url(self, provider: str) -> str:
-        return str(getattr(self, f"{provider}_base_url"))
+    def base_url(self, name: str) -> str:
+        return self._provider(name).base_url
+
+
+def _variables(exc: ValidationError) -> str:
+    """The environment variables a validation error names, with pydantic's reason (never a value)."""
+    names = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        if loc[:1] == ["providers"] and len(loc) >= 3:
+            info = provider(loc[1])
+            field = loc[2]
+            variable = {
+                "base_url": info.base_url_variable,
+                "secret_id": info.secret_id_variable,
+                "requests_per_window": info.budget.setting if info.budget else field.upper(),
+            }.get(field, f"{info.env_prefix}_{field.upper()}")
+        else:
+            variable = loc[0].upper() if loc else "?"
+        names.append(f"{variable} ({err['msg']})")
+    return ", ".join(names)

@@ -33,10 +33,11 @@ from provisioning.http import (
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser
 from provisioning.person import Person, require
+from provisioning.providers.trust import INFO
 from provisioning.spec import CreateUserSpec, ProviderDependencies
 from provisioning.validation import E164Phone, Email, HttpUrlText, Text
 
-PROVIDER = "trust"
+PROVIDER = INFO.name
 TOKEN_REFRESH_MARGIN_S = 60
 SEARCH_PAGE_SIZE = 50
 MAX_SEARCH_PAGES = 40  # 2,000 users share a search term: beyond that the lookup gives up (retried)
@@ -294,7 +295,7 @@ def from_person(person: Person) -> dict[str, Any]:
 
 CREATE_USER = CreateUserSpec(
     provider=PROVIDER,
-    route="/trust/users",
+    route=INFO.create.route,
     request_model=TrustCreateUserRequest,
     build_operation=build_create_user,
     summary="Create a Trust (Atenea) user for external_id",

@@ -26,9 +26,10 @@ from provisioning.http import (
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser
 from provisioning.person import Person
+from provisioning.providers.palenca import INFO
 from provisioning.spec import CreateUserSpec, ProviderDependencies
 
-PROVIDER = "palenca"
+PROVIDER = INFO.name
 
 # Palenca's documented error codes; its messages are free text and never travel.
 VOCABULARY = ErrorVocabulary(
@@ -237,7 +238,7 @@ def from_person(person: Person) -> dict[str, Any]:
 
 CREATE_USER = CreateUserSpec(
     provider=PROVIDER,
-    route="/palenca/users",
+    route=INFO.create.route,
     request_model=PalencaCreateUserRequest,
     build_operation=build_create_user,
     summary="Create a Palenca user for external_id",

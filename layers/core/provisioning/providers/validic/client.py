@@ -38,10 +38,11 @@ from provisioning.http import (
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
 from provisioning.person import Person
+from provisioning.providers.validic import INFO
 from provisioning.sealing import KmsSealer
 from provisioning.spec import CreateUserSpec, ProviderDependencies
 
-PROVIDER = "validic"
+PROVIDER = INFO.name
 
 # The messages Validic v1 documents; anything else it says is free text and never travels.
 VOCABULARY = ErrorVocabulary(
@@ -225,7 +226,7 @@ def from_person(person: Person) -> dict[str, Any]:
 
 CREATE_USER = CreateUserSpec(
     provider=PROVIDER,
-    route="/validic/users",
+    route=INFO.create.route,
     request_model=ValidicProvisionUserRequest,
     build_operation=build_create_user,
     build_sealer=build_sealer,

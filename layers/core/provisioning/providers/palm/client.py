@@ -41,10 +41,11 @@ from provisioning.http import (
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
 from provisioning.person import Person
+from provisioning.providers.palm import INFO
 from provisioning.spec import CreateUserSpec, ProviderDependencies
 from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text
 
-PROVIDER = "palm"
+PROVIDER = INFO.name
 MAX_METADATA_KEYS = 50
 SEARCH_PAGE_SIZE = 100
 MAX_SEARCH_PAGES = 20
@@ -291,7 +292,7 @@ def from_person(person: Person) -> dict[str, Any]:
 
 CREATE_USER = CreateUserSpec(
     provider=PROVIDER,
-    route="/palm/users",
+    route=INFO.create.route,
     request_model=PalmCreateUserRequest,
     build_operation=build_create_user,
     summary="Create a Palm user for external_id",
