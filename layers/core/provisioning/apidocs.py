@@ -17,12 +17,14 @@ from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from provisioning import adapters, rest
+from provisioning.providers import PROVIDERS
 from provisioning.runtime import LambdaFunction
 
 TITLE = "Provisioning hub API"
 VERSION = "1.0.0"
+TITLES = [info.title for info in PROVIDERS]
 DESCRIPTION = (
-    "Creates people at each registered provider and records their provider ids. "
+    f"Creates people at {', '.join(TITLES[:-1])} and {TITLES[-1]} and records their provider ids. "
     "Every route requires SigV4-signed requests (AWS_IAM)."
 )
 
@@ -30,7 +32,6 @@ DESCRIPTION = (
 def operation_apps() -> list[APIGatewayRestResolver]:
     """The REST resolver of every operation function (nothing is configured or called)."""
     from provisioning.listing import PalencaListUsersFunction
-    from provisioning.providers import PROVIDERS
     from provisioning.runtime import CreateUserFunction
 
     functions: list[LambdaFunction] = [CreateUserFunction(info.create.load_spec()) for info in PROVIDERS]
