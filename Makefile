@@ -79,8 +79,11 @@ demo: venv sam-venv ## Run the hub end to end on a throwaway local stack
 bench: venv ## Benchmarks against the local stack, limits beside measurements (not part of make test)
 	$(PY) bench/run.py
 
-local: venv sam-venv ## Start the local stack (moto + provider sandbox) in the foreground
+local: venv sam-venv env.json ## Start the local stack (moto + provider sandbox) in the foreground
 	$(VENV)/bin/provisioner local up
+
+env.json: template.yaml venv ## env.json for sam local invoke|start-api, generated from template.yaml
+	$(VENV)/bin/provisioner local env-json > $@.tmp && mv $@.tmp $@
 
 lock: ## Re-pin requirements-dev.txt from the current .venv
 	(echo "# Pinned development and test environment (make venv). Regenerate: make lock"; \

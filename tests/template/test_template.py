@@ -125,25 +125,14 @@ def test_events_folder_has_ready_events_for_every_function(template):
             assert "signup.json" in names, logical_id
 
 
-def test_env_json_is_current_for_sam_local_invoke(template):
-    import json
-
-    from provisioner_cli.local import sam_local_env
-
-    env = json.loads((ROOT / "env.json").read_text())
-    assert env == sam_local_env(template), "env.json is stale: provisioner local env-json > env.json"
-
-
 def test_env_json_points_every_function_at_the_local_stack(template):
     """`sam local` applies env.json only to the variables a function declares: each entry sets only
     those, AWS_ENDPOINT_URL (declared empty for AWS) included, and every address is the local stack's
     or the sandbox's as a container reaches them."""
-    import json
-
-    from provisioner_cli.local import local_key_alias
+    from provisioner_cli.local import local_key_alias, sam_local_env
 
     assert template.globals["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
-    env = json.loads((ROOT / "env.json").read_text())
+    env = sam_local_env(template)
     assert sorted(env) == template.functions()
     for name, variables in env.items():
         assert set(variables) <= set(template.function(name).environment), name
