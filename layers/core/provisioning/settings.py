@@ -119,6 +119,14 @@ class Settings(BaseModel):
         return self._provider(name).base_url
 
 
+def flag(variable: str, environ: Mapping[str, str] | None = None) -> bool:
+    """A true/false variable read where it is used rather than once per container: the stack's
+    ``ALLOW_IDENTIFYING_EXTERNAL_IDS`` is checked by request models' validators, which have no
+    Settings (and a CLI validates without a function's environment)."""
+    env = os.environ if environ is None else environ
+    return env.get(variable, "").strip().lower() == "true"
+
+
 def _variables(exc: ValidationError) -> str:
     """The environment variables a validation error names, with pydantic's reason (never a value)."""
     names = []

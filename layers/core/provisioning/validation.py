@@ -3,7 +3,6 @@ pydantic errors as field errors (bounded, never with the offending values)."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -124,7 +123,9 @@ def identifying_ids_allowed() -> bool:
     override = _allowed_override.get()
     if override is not None:
         return override
-    return os.environ.get(ALLOW_IDENTIFYING_ENV, "").strip().lower() == "true"
+    from provisioning.settings import flag
+
+    return flag(ALLOW_IDENTIFYING_ENV)
 
 
 @contextmanager
