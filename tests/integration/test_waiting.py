@@ -14,6 +14,7 @@ from moto.sqs.models import sqs_backends
 
 from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import ACCOUNT, REGION
+from provisioning.providers import PROVIDERS
 from provisioning.ratelimit import WINDOW_S, SharedRateLimiter
 from provisioning.store import LinkStore
 from provisioning.waiting import ATTEMPTS, COME_BACK_AT, WAITING_SINCE
@@ -215,36 +216,28 @@ def test_a_copy_received_before_its_turn_goes_back_untouched(invoke, stack, aws,
     assert list(LinkStore(aws("dynamodb"), stack.refs["UsersTable"]).scan_links()) == []
 
 
-# Each create function, how its records are made to wait, and how long that wait is at most.
-PROVIDER_429 = {
-    "trust": ("TrustCreateUserFunction", "/trust/users/create"),
-    "palm": ("PalmCreateUserFunction", "/palm/v1/user"),
-    "validic": ("ValidicProvisionUserFunction", "/validic/v1/organizations/sandbox-org/users.json"),
-}
-
-
-@pytest.mark.parametrize("provider", ["palenca", *PROVIDER_429])
+@pytest.mark.parametrize("info", PROVIDERS, ids=lambda info: info.name)
 def test_a_record_that_cannot_be_sent_back_waits_in_the_queue_instead(
-    provider, load_function, template, stack, aws, sandbox, limiter, monkeypatch
+    info, load_function, template, stack, aws, sandbox, monkeypatch
 ):
     """SQS refusing the delayed copy: the record is reported failed (SQS keeps it) and made invisible
     until its turn with its own queue's visibility, so it neither comes back at once nor is lost.
-    Palenca's record waits for our budget (spent), the others' for their provider's 429."""
-    if provider == "palenca":
-        function, longest = "PalencaCreateUserFunction", WINDOW_S + 2
-        invoke = load_function(function)
-        monkeypatch.setenv("PALENCA_REQUESTS_PER_MINUTE", "4")
-        _exhaust(limiter)
+    A provider with a shared budget waits for it (spent), the others for their provider's 429."""
+    provider, function = info.name, info.create.function
+    invoke = load_function(function)
+    if info.budget is not None:
+        longest = info.budget.window_seconds + 2
+        monkeypatch.setenv(info.budget.setting, "4")
+        table = stack.refs["RateLimitTable"]
+        _exhaust(SharedRateLimiter(aws("dynamodb"), table, provider, 4, window_s=info.budget.window_seconds))
     else:
-        function, path = PROVIDER_429[provider]
         longest = 122
-        invoke = load_function(function)
-        sandbox.script_fault(provider, "POST", path, "odd_retry_after", retry_after="120")
-    queue = function.replace("Function", "Queue")
+        sandbox.set_faults(provider, odd_retry_after_rate=1.0, retry_after="120")
+    queue = info.create.queue
     sqs, url = aws("sqs"), stack.refs[queue]
     sample = EVENTS / template.function(function).code_uri.name / "sqs.json"
     body = json.loads(json.loads(sample.read_text())["Records"][0]["body"])
-    _send(sqs, url, [{**body, "external_id": f"not-sent-back-{provider}"}])
+    _send(sqs, url, [{**body, "external_id": f"not-sent-back-{provider.replace('_', '-')}"}])
     backend = sqs_backends[ACCOUNT][REGION]
     original = backend.send_message_batch
 
