@@ -1,5 +1,6 @@
-"""What the bench knows of the providers: all of it from the registry (``provisioning.providers``)
-and template.yaml, so that a provider added there is benchmarked without a change here."""
+"""What the bench knows of the providers, from the registry (``provisioning.providers``) and
+template.yaml, so that a provider added there is benchmarked without a change here. The providers
+named below are data: the one a benchmark is about, with the reason it was chosen."""
 
 from __future__ import annotations
 
