@@ -77,7 +77,7 @@ demo: venv sam-venv ## Run the hub end to end on a throwaway local stack
 	$(VENV)/bin/provisioner demo
 
 bench: venv ## Benchmarks against the local stack, limits beside measurements (not part of make test)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 local: venv sam-venv env.json ## Start the local stack (moto + provider sandbox) in the foreground
 	$(VENV)/bin/provisioner local up
