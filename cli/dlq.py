@@ -124,7 +124,9 @@ def lambda_failure(body: str) -> dict[str, Any] | None:
         record = json.loads(body)
     except json.JSONDecodeError:
         return None
-    context = record.get("requestContext") if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        return None
+    context = record.get("requestContext")
     if not isinstance(context, dict) or "condition" not in context:
         return None
     return record
