@@ -236,7 +236,9 @@ class BatchSender:
             try:
                 answer = self.sqs.send_message_batch(QueueUrl=self.queue_urls[provider], Entries=entries)
             except Exception as exc:  # the whole call failed: nothing of it was queued
-                failures = [{"Id": key, "Code": type(exc).__name__, "SenderFault": False} for key in pending]
+                failures: list[dict[str, Any]] = [
+                    {"Id": key, "Code": type(exc).__name__, "SenderFault": False} for key in pending
+                ]
             else:
                 failures = answer.get("Failed", [])
                 failed_ids = {f["Id"] for f in failures}

@@ -11,6 +11,7 @@ invocation runs in a fresh process, as ``provisioner invoke`` does.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import click
@@ -149,7 +150,7 @@ class Demo:
             report = drain_queue(
                 sqs,
                 self.state.refs[queue_id],
-                lambda event, f=function_id: self.invoke(f, event),
+                partial(self.invoke, function_id),
                 max_batches=5,
             )
             click.echo(

@@ -334,21 +334,22 @@ def complete_moto_enforcement() -> None:
     def match(pattern: str, string: str) -> Any:
         return True if iam_wildcard(pattern, string) else None
 
-    IAMPolicyStatement._match = staticmethod(match)  # type: ignore[assignment]
+    IAMPolicyStatement._match = staticmethod(match)  # type: ignore[method-assign]
 
     # IAM authorises SQS's batch actions as their single action: SendMessageBatch needs
     # sqs:SendMessage (moto asks for sqs:SendMessageBatch, which no policy names).
     original_init = IAMRequestBase.__init__
 
-    def init(request: Any, *args: Any, **kwargs: Any) -> None:
+    def init(request: IAMRequestBase, *args: Any, **kwargs: Any) -> None:
         original_init(request, *args, **kwargs)
         request._action = SQS_BATCH_ACTIONS.get(request._action, request._action)
 
-    IAMRequestBase.__init__ = init  # type: ignore[method-assign]
+    # Patching a method: mypy checks the plain function against the method as bound ([assignment]).
+    IAMRequestBase.__init__ = init  # type: ignore[method-assign,assignment]
 
     original_check = IAMRequestBase.check_action_permitted
 
-    def check_and_record(request: Any, resource: str) -> None:
+    def check_and_record(request: IAMRequestBase, resource: str) -> None:
         arn = str(request._access_key.arn)
         function = arn.rsplit("/", 1)[-1] if ":assumed-role/" in arn else None
         try:
@@ -360,7 +361,7 @@ def complete_moto_enforcement() -> None:
         if function:
             CALLS.record(function, request._action, resource)
 
-    IAMRequestBase.check_action_permitted = check_and_record  # type: ignore[method-assign]
+    IAMRequestBase.check_action_permitted = check_and_record  # type: ignore[method-assign,assignment]
     _PATCHED = True
 
 
@@ -386,7 +387,7 @@ def enforce_roles(
     import boto3
 
     session = session or boto3.Session(region_name=REGION)
-    kw = {"endpoint_url": state.aws_endpoint} if state.aws_endpoint else {}
+    kw: dict[str, Any] = {"endpoint_url": state.aws_endpoint} if state.aws_endpoint else {}
     roles = function_roles(translated, state.resolver())
     credentials = create_roles(session.client("iam", **kw), session.client("sts", **kw), roles)
     state.credentials = {function: c.environment() for function, c in credentials.items()}

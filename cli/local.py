@@ -8,13 +8,17 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from provisioner_cli.template import Resolver, Template
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -199,7 +203,7 @@ def provision_resources(
     ordered = sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {}))
     for logical_id in ordered:
         props = queues[logical_id].get("Properties", {})
-        attributes = {
+        attributes: dict[QueueAttributeNameType, str] = {
             key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod") if key in props
         }
         if "RedrivePolicy" in props:
@@ -307,7 +311,8 @@ class LocalStack:
 
 def aws_client(state: StackState, service: str) -> Any:
     """A client of the tooling itself (the account's administrator when IAM is enforced)."""
-    return state.harness_session().client(service, endpoint_url=state.aws_endpoint)
+    make_client: Callable[..., Any] = state.harness_session().client  # any service, named at run time
+    return make_client(service, endpoint_url=state.aws_endpoint)
 
 
 def sam_local_env(

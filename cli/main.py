@@ -10,10 +10,15 @@ from typing import Any
 
 import click
 
+from provisioner_cli.bulk import import_command
+from provisioner_cli.dlq import dlq
 from provisioner_cli.invoke import invoke_function
 from provisioner_cli.local import STATE_FILE, LocalStack, StackState
-from provisioner_cli.stack import PROVIDER_QUEUES, resolve_target, target_options
+from provisioner_cli.stack import resolve_target, target_options
+from provisioner_cli.status import status
+from provisioner_cli.sync import sync_command
 from provisioner_cli.template import Template
+from provisioning.providers import NAMES
 
 
 def _template(path: str) -> Template:
@@ -176,7 +181,7 @@ def links(external_id: str | None, table: str | None, **target: Any) -> None:
 
 @cli.command()
 @click.argument("external_id")
-@click.option("--provider", type=click.Choice(sorted(PROVIDER_QUEUES)), required=True)
+@click.option("--provider", type=click.Choice(sorted(NAMES)), required=True)
 @click.option(
     "--provider-user-id", help="Link the person to this provider user, found at the provider by hand."
 )
@@ -281,14 +286,8 @@ def deploy_check(template_path: str, output_dir: str) -> None:
         raise click.ClickException(f"deploy-check failed: {len(report.failures)} problem(s) above")
 
 
-from provisioner_cli.bulk import import_command  # noqa: E402 - the command group is defined above
-from provisioner_cli.operations import dlq, status  # noqa: E402
-from provisioner_cli.sync import sync_command  # noqa: E402
-
-cli.add_command(import_command)
-cli.add_command(status)
-cli.add_command(dlq)
-cli.add_command(sync_command)
+for command in (import_command, status, dlq, sync_command):
+    cli.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

@@ -9,6 +9,7 @@ never care which one it is.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,8 @@ class StackTarget:
     def client(self, service: str) -> Any:
         if service not in self._clients:
             kw = {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
-            self._clients[service] = self.session.client(service, **kw)
+            make_client: Callable[..., Any] = self.session.client  # any service, named at run time
+            self._clients[service] = make_client(service, **kw)
         return self._clients[service]
 
     def resource(self, logical_id: str) -> str:
@@ -87,7 +89,7 @@ class StackTarget:
     ) -> StackTarget:
         """A deployed stack: its resources' physical ids from CloudFormation."""
         session = session or boto3.Session()
-        kw = {"endpoint_url": endpoint_url} if endpoint_url else {}
+        kw: dict[str, Any] = {"endpoint_url": endpoint_url} if endpoint_url else {}
         cloudformation = session.client("cloudformation", **kw)
         physical: dict[str, str] = {}
         for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name):

@@ -55,7 +55,7 @@ def sync_payload(
 
 
 def lambda_client(target: StackTarget) -> Any:
-    kw = {"endpoint_url": target.endpoint_url} if target.endpoint_url else {}
+    kw: dict[str, Any] = {"endpoint_url": target.endpoint_url} if target.endpoint_url else {}
     return target.session.client("lambda", config=INVOKE_CONFIG, **kw)
 
 

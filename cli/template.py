@@ -34,7 +34,10 @@ _CfnLoader.add_multi_constructor("!", _tag)
 
 def load_template(path: Path) -> dict[str, Any]:
     with path.open() as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass with CFN tags
+        doc = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass with CFN tags
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a template: not a YAML mapping")
+    return doc
 
 
 @dataclass

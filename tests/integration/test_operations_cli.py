@@ -4,6 +4,7 @@ resources, and a deployed stack found through CloudFormation."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
@@ -11,9 +12,13 @@ import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
 
-from provisioner_cli import operations
+from provisioner_cli.dlq import mask, peek, redrive
 from provisioner_cli.main import cli
 from provisioner_cli.stack import PROVIDER_DLQS, PROVIDER_QUEUES, StackTarget
+from provisioner_cli.status import DrainEstimate, budget_parameter, drain_estimate
+from provisioning import ratelimit
+from provisioning.providers import PROVIDERS
+from provisioning.registry import Budget, CreateFunction, ProviderInfo
 from provisioning.store import Link, LinkStore
 
 FAILURE = {
@@ -41,7 +46,7 @@ def target(stack, admin_session) -> StackTarget:
 @pytest.fixture
 def use_target(monkeypatch, target):
     """Every command resolves to the test stack (as --local would)."""
-    for module in ("provisioner_cli.operations", "provisioner_cli.main"):
+    for module in ("provisioner_cli.status", "provisioner_cli.dlq", "provisioner_cli.main"):
         monkeypatch.setattr(f"{module}.resolve_target", lambda **kw: target)
     return target
 
@@ -131,7 +136,7 @@ def test_redrive_uses_start_message_move_task_where_sqs_has_it():
                 "DestinationArn": "arn:aws:sqs:us-east-1:123456789012:TrustCreateUserQueue",
             },
         )
-        result = operations.redrive(sqs, dlq_url, queue_url)
+        result = redrive(sqs, dlq_url, queue_url)
         stub.assert_no_pending_responses()
     assert (result.method, result.task) == ("StartMessageMoveTask", "task-1")
 
@@ -214,9 +219,9 @@ def test_commands_work_against_a_deployed_stack(stack, aws, admin_session):
     assert deployed.users_table == "prod-users"
     sqs = aws("sqs")
     plant(sqs, deployed.dlq_url("palenca"))
-    letters = operations.peek(sqs, deployed.dlq_url("palenca"), 10, queue="palenca")
+    letters = peek(sqs, deployed.dlq_url("palenca"), 10, queue="palenca")
     assert len(letters) == 2
-    moved = operations.redrive(sqs, deployed.dlq_url("palenca"), deployed.queue_url("palenca"))
+    moved = redrive(sqs, deployed.dlq_url("palenca"), deployed.queue_url("palenca"))
     assert moved.moved == 2
     with pytest.raises(KeyError, match="TrustCreateUserQueue"):
         deployed.queue_url("trust")
@@ -266,8 +271,8 @@ def test_dlq_show_and_safe_redrive_long_poll_so_no_message_is_missed(use_target,
     dlq, queue = use_target.dlq_url("trust"), use_target.queue_url("trust")
     plant(sqs, dlq)
 
-    assert len(operations.peek(sqs, dlq, 10)) == 2
-    moved = operations.redrive(sqs, dlq, queue, use_move_task=False)
+    assert len(peek(sqs, dlq, 10)) == 2
+    moved = redrive(sqs, dlq, queue, use_move_task=False)
 
     assert (moved.method, moved.moved, moved.failed) == ("receive, send, delete", 2, 0)
     assert sqs.short_polls == 0
@@ -409,7 +414,10 @@ def test_status_shows_records_waiting_for_palencas_budget_and_when_the_backlog_d
     assert palenca["queue"]["visible"] == 6
     assert palenca["budget_per_minute"] == budget
     assert palenca["drain_minutes"] == -(-36 // budget)
-    assert json.loads(result.output)["providers"]["trust"]["drain_minutes"] is None
+    assert palenca["budget"] == {"requests": budget, "window_seconds": 60}
+    assert palenca["drain_seconds"] == 60 * palenca["drain_minutes"]
+    trust = json.loads(result.output)["providers"]["trust"]
+    assert trust["drain_minutes"] is trust["budget"] is trust["drain_seconds"] is None
 
     text = CliRunner().invoke(cli, ["status"]).output
     assert "waiting" in text.splitlines()[0]
@@ -478,3 +486,73 @@ def test_sync_reports_the_deployed_functions_error(monkeypatch, deployed_target)
     assert "provisioner-PalencaListUsersFunction-AbC123 failed: ProviderError: palenca answered 503" in (
         result.output
     )
+
+
+HOURLY = ProviderInfo(
+    name="validic-inform",
+    title="Validic Inform",
+    default_base_url="https://inform.example.test",
+    create=CreateFunction(
+        function="ValidicInformCreateUserFunction",
+        queue="ValidicInformCreateUserQueue",
+        dead_letter_queue="ValidicInformCreateUserDLQ",
+        route="/validic-inform/users",
+        folder="validic_inform_create_user",
+        spec="provisioning.providers.validic.client:CREATE_USER",
+    ),
+    budget=Budget(requests=2000, window_seconds=3600, setting="VALIDIC_INFORM_REQUESTS_PER_HOUR"),
+)
+
+
+def test_a_budgets_stack_parameter_is_its_setting_in_camel_case(template):
+    assert budget_parameter(HOURLY.budget) == "ValidicInformRequestsPerHour"
+    budgets = [info.budget for info in PROVIDERS if info.budget]
+    assert budgets, "a provider of the registry has a budget"
+    for budget in budgets:
+        assert budget_parameter(budget) in template.parameters
+
+
+def test_drain_estimate_of_an_hourly_budget_counts_hours_and_the_windows_booked(target):
+    target.parameters["ValidicInformRequestsPerHour"] = "2000"
+
+    drain = drain_estimate(target, HOURLY, 4500)
+
+    assert drain == DrainEstimate(requests=2000, window_seconds=3600, windows=3)
+    assert drain.describe() == "~3 h at 2000/hour"
+    assert drain.seconds == 3 * 3600
+    limiter = ratelimit.SharedRateLimiter(
+        target.client("dynamodb"), target.resource("RateLimitTable"), HOURLY.name, 2000, window_s=3600
+    )
+    # Bookings reach five windows ahead: the backlog drains when the last of them opens.
+    limiter._advance_frontier("bulk", limiter.window_of(time.time()) + 5)
+    assert drain_estimate(target, HOURLY, 10).windows == 6
+    assert drain_estimate(target, HOURLY, 0).windows == 0
+    del target.parameters["ValidicInformRequestsPerHour"]
+    assert drain_estimate(target, HOURLY, 4500) is None
+
+
+def test_status_describes_drains_in_the_budgets_own_window():
+    assert DrainEstimate(120, 60, 4).describe() == "~4 min at 120/min"
+    assert DrainEstimate(50, 10, 4).describe() == "~40 s at 50 per 10 s"
+
+
+def test_dlq_masking_shows_what_the_registry_declares_not_personal_and_never_credentials():
+    body = {
+        "external_id": "m-1",
+        "widget_id": "w-1",  # palenca's
+        "company_uid": "c-1",  # trust's
+        "email": "ana@example.test",
+        "access_token": "secret-token",  # validic's credential
+        "detail": {"external_id": "m-1", "phone": "+52 55 1234 5678", "role": "user"},
+    }
+
+    masked = mask(body)
+
+    assert masked == {
+        "external_id": "m-1",
+        "widget_id": "w-1",
+        "company_uid": "c-1",
+        "email": "***",
+        "access_token": "***",
+        "detail": {"external_id": "m-1", "phone": "***", "role": "user"},
+    }

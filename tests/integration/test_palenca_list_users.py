@@ -245,7 +245,7 @@ def test_a_sync_that_fails_for_good_lands_in_its_dlq_with_the_reason(
     assert len(calls) == outcome.attempts == 3
     assert sandbox.count("palenca") == 0
     target = StackTarget(dict(stack.refs), boto3.Session(region_name=REGION), description="test stack")
-    monkeypatch.setattr("provisioner_cli.operations.resolve_target", lambda **kw: target)
+    monkeypatch.setattr("provisioner_cli.dlq.resolve_target", lambda **kw: target)
     shown = CliRunner().invoke(cli, ["dlq", "show", "--provider", "sync"])
     assert shown.exit_code == 0, shown.output
     assert "attempts 3" in shown.output
