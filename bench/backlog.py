@@ -16,7 +16,7 @@ from bench.report import Report
 from bench.stack import LocalStack
 from provisioner_cli.lambda_runtime import EventSourceMapping
 from provisioner_cli.local import REGION
-from provisioner_cli.operations import queue_depth
+from provisioner_cli.queues import queue_depth
 
 BUDGET = 20  # requests per window: small, so that ten windows' worth drains in minutes
 WINDOWS = 10  # the backlog, in windows of the budget (3 with --quick)

@@ -96,14 +96,16 @@ def counting_aws_calls() -> Iterator[Counter[str]]:
     import botocore.client
 
     counts: Counter[str] = Counter()
-    original = botocore.client.BaseClient._make_api_call
+    # A private method of botocore's clients (not in its stubs): every API call goes through it.
+    client_class: Any = botocore.client.BaseClient
+    original = client_class._make_api_call
 
     def counted(self: Any, operation: str, params: Any) -> Any:
         counts[f"{self.meta.service_model.service_name}:{operation}"] += 1
         return original(self, operation, params)
 
-    botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    client_class._make_api_call = counted
     try:
         yield counts
     finally:
-        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+        client_class._make_api_call = original
