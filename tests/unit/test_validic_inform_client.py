@@ -4,6 +4,10 @@ answers that are not a clean success."""
 
 from __future__ import annotations
 
+import json
+import logging
+import traceback
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -16,7 +20,7 @@ from provisioning.errors import (
     RateLimited,
     UnknownOutcome,
 )
-from provisioning.http import ProviderHttp, new_session
+from provisioning.http import ProviderHttp, Timeouts, new_session, redact_query
 from provisioning.models import LinkSource
 from provisioning.person import Person, request_for
 from provisioning.providers import BY_NAME
@@ -275,3 +279,59 @@ def _reply(status: int, body: object):
     from provisioner_sandbox.server import Reply
 
     return Reply(status, body)
+
+
+@pytest.mark.parametrize("fault", ["reset", "redirect", "hang"])
+def test_a_failed_call_raises_an_error_holding_no_url_nor_the_exception_that_held_one(sandbox, fault):
+    """requests' and urllib3's exceptions print the URL, query string (the token) included."""
+    http = ProviderHttp(PROVIDER, sandbox.base_url(PROVIDER), new_session(), Timeouts(total=0.5, read=0.5))
+    client = ValidicInformClient(http, lambda refresh=False: _secret())
+    sandbox.script_fault(PROVIDER, "POST", USERS, fault, hang_s=2)
+
+    with pytest.raises(ProviderError) as raised:
+        client.provision("u-1001", None)
+
+    error = raised.value
+    assert error.__context__ is None
+    assert error.__cause__ is None
+    printed = (
+        "".join(traceback.format_exception(error)) + json.dumps(error.report()) + json.dumps(error.body())
+    )
+    assert ORG_TOKEN not in printed
+    assert "?token=" not in printed
+
+
+def test_a_host_that_cannot_be_reached_raises_without_the_url():
+    client = _client("http://127.0.0.1:9")  # nothing listens on the discard port
+
+    with pytest.raises(ProviderUnavailable) as raised:
+        client.find("u-1001")
+
+    assert raised.value.__context__ is None
+    assert ORG_TOKEN not in "".join(traceback.format_exception(raised.value))
+
+
+def test_query_strings_are_redacted_from_url_loggers_records():
+    record = logging.LogRecord(
+        "urllib3.connectionpool",
+        logging.DEBUG,
+        __file__,
+        1,
+        '%s://%s:%s "%s %s %s" %s %s',
+        (
+            "https",
+            "api.v2.validic.com",
+            443,
+            "GET",
+            f"/organizations/o/users/u-1?token={ORG_TOKEN}",
+            "HTTP/1.1",
+            200,
+            9,
+        ),
+        None,
+    )
+    assert logging.getLogger("urllib3.connectionpool").filter(record)
+    assert record.getMessage() == (
+        'https://api.v2.validic.com:443 "GET /organizations/o/users/u-1?token=[redacted] HTTP/1.1" 200 9'
+    )
+    assert redact_query("/a?x=1&token=abc#f") == "/a?x=[redacted]&token=[redacted]#f"
