@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -120,10 +121,21 @@ def test_a_422_for_a_uid_validic_does_not_hold_stands(sandbox, client):
 
 def test_find_existing_answers_the_user_or_none(client, inform):
     operation = ValidicInformProvisionUser(client)
+    since = datetime.now(UTC)
     assert operation.can_look_up(_request())
-    assert operation.find_existing(_request(), since=None) is None  # type: ignore[arg-type]
+    assert operation.find_existing(_request(), since) is None
     seeded = inform.seed_user("u-1001")
-    assert operation.find_existing(_request(), since=None).provider_user_id == seeded["id"]  # type: ignore[arg-type,union-attr]
+    found = operation.find_existing(_request(), since)
+    assert found is not None
+    assert found.provider_user_id == seeded["id"]
+
+
+def test_the_emulator_gives_the_tooling_its_credentials_and_counts_users_per_person(client, inform):
+    assert inform.credentials() == {"organization_id": ORGANIZATION_ID, "token": ORG_TOKEN}
+    assert inform.users_for("u-1001") == 0
+    client.provision("u-1001", None)
+    assert inform.users_for("u-1001") == 1
+    assert ValidicInformSecret.model_validate(inform.credentials()).token.get_secret_value() == ORG_TOKEN
 
 
 def test_list_reads_data_and_the_documented_users_envelope(client, inform):
