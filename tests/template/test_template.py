@@ -16,6 +16,7 @@ CREATE_FUNCTIONS = {
     "TrustCreateUserFunction": ("/trust/users", "TrustCreateUserQueue"),
     "PalmCreateUserFunction": ("/palm/users", "PalmCreateUserQueue"),
     "ValidicProvisionUserFunction": ("/validic/users", "ValidicProvisionUserQueue"),
+    "ValidicInformProvisionUserFunction": ("/validic-inform/users", "ValidicInformProvisionUserQueue"),
 }
 
 
@@ -46,6 +47,7 @@ def test_configuration_variables_are_declared(template):
         "Trust": "https://atenea.trust.lat",
         "Palm": "https://api.getpalm.com",
         "Validic": "https://api.validic.com",
+        "ValidicInform": "https://api.v2.validic.com",
     }
     for provider, url in defaults.items():
         assert template.parameters[f"{provider}BaseUrl"]["Default"] == url
@@ -234,7 +236,7 @@ def test_every_dead_letter_queue_and_function_has_an_alarm_to_the_alarm_topic(te
     }
     queues = template.of_type("AWS::SQS::Queue")
     dlqs = [q for q in queues if q.endswith("DLQ")]
-    assert len(dlqs) == 6
+    assert len(dlqs) == 7
     for dlq in dlqs:
         key = ("ApproximateNumberOfMessagesVisible", str({"Fn::GetAtt": [dlq, "QueueName"]}))
         assert key in watched, f"no alarm on {dlq}"
@@ -260,7 +262,7 @@ def test_dashboard_shows_people_errors_and_latency_per_provider(template):
     body = _resource(template, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
     dashboard = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))
     metrics = [m for w in dashboard["widgets"] for m in w["properties"]["metrics"]]
-    for provider in ("palenca", "trust", "palm", "validic"):
+    for provider in ("palenca", "trust", "palm", "validic", "validic_inform"):
         for name in ("PeopleProvisioned", "ProviderErrors", "ProviderLatency"):
             assert ["Provisioner", name, "provider", provider, "service", "provisioner"] in [
                 m[:6] for m in metrics
@@ -271,10 +273,13 @@ def test_dashboard_shows_people_errors_and_latency_per_provider(template):
 
 
 def test_signup_rules_route_user_signed_up_to_each_provider_queue(template):
+    from provisioning.providers import BY_FUNCTION
+
     rules = template.of_type("AWS::Events::Rule")
-    for _, queue in CREATE_FUNCTIONS.values():
-        provider = queue.removesuffix("CreateUserQueue").removesuffix("ProvisionUserQueue").lower()
-        rule = rules[f"{provider.capitalize()}SignupRule"]["Properties"]
+    for function_id, (_, queue) in CREATE_FUNCTIONS.items():
+        provider = BY_FUNCTION[function_id].name
+        rule_id = queue.removesuffix("CreateUserQueue").removesuffix("ProvisionUserQueue") + "SignupRule"
+        rule = rules[rule_id]["Properties"]
         assert rule["EventPattern"]["detail-type"] == ["UserSignedUp"]
         alternatives = rule["EventPattern"]["$or"]
         assert {"detail": {"providers": [{"exists": False}]}} in alternatives
@@ -285,9 +290,7 @@ def test_signup_rules_route_user_signed_up_to_each_provider_queue(template):
         policy = _resource(template, f"{queue}Policy")["Properties"]
         (statement,) = policy["PolicyDocument"]["Statement"]
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {
-            "Fn::GetAtt": [f"{provider.capitalize()}SignupRule", "Arn"]
-        }
+        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
 
 
 def test_the_palenca_sync_schedule_retries_and_dead_letters_to_an_encrypted_queue(template, translated):

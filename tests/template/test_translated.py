@@ -92,6 +92,7 @@ def test_every_function_runs_under_its_own_role(translated):
         "TrustCreateUserFunction",
         "PalmCreateUserFunction",
         "ValidicProvisionUserFunction",
+        "ValidicInformProvisionUserFunction",
         "ApiDocsFunction",
     ],
 )
@@ -149,12 +150,16 @@ EXPECTED_QUEUE = {
     "TrustCreateUserFunction": "TrustCreateUserQueue",
     "PalmCreateUserFunction": "PalmCreateUserQueue",
     "ValidicProvisionUserFunction": "ValidicProvisionUserQueue",
+    "ValidicInformProvisionUserFunction": "ValidicInformProvisionUserQueue",
 }
 EXPECTED: dict[str, set[tuple[str, str]]] = {
     "PalencaCreateUserFunction": _create("PalencaCreateUserQueue", "PalencaSecretId") | RATE_LIMIT,
     "TrustCreateUserFunction": _create("TrustCreateUserQueue", "TrustSecretId"),
     "PalmCreateUserFunction": _create("PalmCreateUserQueue", "PalmSecretId"),
     "ValidicProvisionUserFunction": _create("ValidicProvisionUserQueue", "ValidicSecretId")
+    | {("kms:Encrypt", "TokenEncryptionKey.Arn")},
+    "ValidicInformProvisionUserFunction": _create("ValidicInformProvisionUserQueue", "ValidicInformSecretId")
+    | RATE_LIMIT
     | {("kms:Encrypt", "TokenEncryptionKey.Arn")},
     "PalencaListUsersFunction": {
         ("dynamodb:GetItem", "UsersTable.Arn"),

@@ -2,6 +2,11 @@
 deadline per call, bodies read up to a cap, no redirects, transport failures and statuses mapped to
 the hub's errors (with the provider's free text left behind), and the retry policy.
 
+A URL may be a credential (Validic Inform's organization token travels in the query string): no
+query string ever reaches a log line (``QueryStringRedactor`` on the loggers of urllib3 and requests,
+which log every request's URL at DEBUG), and no error this module raises carries a URL or the
+transport exception that held one.
+
 What a provider answers is untrusted. A call is bounded in time as a whole (connect, headers and
 the whole body), not per socket read, so a provider that trickles or hangs cannot hold an
 invocation past its deadline; a body is read up to ``MAX_BODY_BYTES``; a redirect is an error, so a
@@ -14,6 +19,7 @@ import email.utils
 import http.client
 import io
 import json
+import logging
 import random
 import re
 import socket
@@ -49,6 +55,77 @@ from provisioning.observability import metrics
 USER_AGENT = "provisioner/0.1 (+python-requests)"
 MAX_BODY_BYTES = 1024 * 1024  # a larger provider answer counts as malformed
 RETRY_AFTER_MAX_S = 3600.0  # a provider's Retry-After is clamped to this
+
+
+# -- no query string in a log line ----------------------------------------------------------------
+# ``?name=value&name=value`` inside any text: each value is replaced, the names are kept.
+_QUERY_VALUE = re.compile(r"([?&][^=&?#\s\"']{1,128}=)[^&#\s\"']++")
+REDACTED = "[redacted]"
+# The loggers of the HTTP stack that write request URLs (urllib3's connection pool logs
+# '"GET /path?token=... HTTP/1.1" 200' at DEBUG; its retry and redirect messages name the URL too).
+URL_LOGGERS = (
+    "urllib3",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.util.retry",
+    "urllib3.response",
+    "requests",
+)
+
+
+def redact_query(text: str) -> str:
+    """``text`` with the value of every query-string parameter it holds replaced by ``[redacted]``."""
+    return _QUERY_VALUE.sub(rf"\1{REDACTED}", text) if "=" in text else text
+
+
+def _redact_arg(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (bytes, bytearray)):
+        return redact(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, (int, float)) or value is None:
+        return value
+    return redact(str(value))  # e.g. an exception or a Retry: what it prints, redacted
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message, arguments and traceback with ``redact`` before any handler
+    sees it. Installed on a logger, it applies to the records logged there."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.msg if isinstance(record.msg, str) else str(record.msg))
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_arg(arg, self.redact) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: _redact_arg(value, self.redact) for key, value in record.args.items()}
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def redact_in(redacting: RedactingFilter, *logger_names: str) -> None:
+    """Install ``redacting`` on these loggers (idempotent)."""
+    for name in logger_names:
+        target = logging.getLogger(name)
+        if redacting not in target.filters:
+            target.addFilter(redacting)
+
+
+QUERY_STRINGS = RedactingFilter(redact_query)
+
+
+def redact_urls_in(*logger_names: str) -> None:
+    """Keep query strings out of these loggers' records. The HTTP stack's are covered on import; a
+    provider whose client logs URLs through another library adds that library's loggers."""
+    redact_in(QUERY_STRINGS, *logger_names)
+
+
+redact_urls_in(*URL_LOGGERS)
 
 
 # -- a total deadline per call ---------------------------------------------------------------------
@@ -441,6 +518,9 @@ class ProviderHttp:
         previous = getattr(_call, "deadline", None)
         _call.deadline = started + budget
         response: requests.Response | None = None
+        # Raised after the handlers: requests' and urllib3's exceptions hold the URL (with its query
+        # string), so the error raised must not keep them as its context.
+        failure: ProviderError | None = None
         try:
             response = self._session.request(
                 method,
@@ -464,19 +544,21 @@ class ProviderHttp:
         except ProviderError:
             raise
         except _TooLarge:
-            raise malformed(
+            failure = malformed(
                 self.provider,
                 f"a body over {self.max_body_bytes} bytes",
                 write=write,
                 status=response.status_code if response is not None else None,
-            ) from None
+            )
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
                 OSError, ValueError) as exc:  # fmt: skip
-            raise self._failed(exc, write, timed_out=time.monotonic() - started >= budget) from None
+            failure = self._failed(exc, write, timed_out=time.monotonic() - started >= budget)
         finally:
             _call.deadline = previous
             if response is not None and not getattr(response, "_content_consumed", True):
                 response.close()  # never hand a half-read connection back to the pool
+        assert failure is not None  # every handler that does not raise sets it
+        raise failure
 
     def _redirected(self, status: int, write: bool) -> ProviderError:
         what = f"a redirect ({status}), which is not followed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,18 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ValidationError
 
 from provisioning.errors import ConfigurationError
+from provisioning.http import RedactingFilter, redact_in
+
+# botocore logs every response body at DEBUG ("Response body: ..."): GetSecretValue's holds the secret.
+_SECRET_VALUE = re.compile(r'("Secret(?:String|Binary)"\s*+:\s*+)"(?:[^"\\]|\\.)*+"')
+
+
+def redact_secret_values(text: str) -> str:
+    """``text`` with the value of every ``SecretString``/``SecretBinary`` it holds replaced."""
+    return _SECRET_VALUE.sub(r'\1"[redacted]"', text) if "Secret" in text else text
+
+
+redact_in(RedactingFilter(redact_secret_values), "botocore.parsers", "botocore.endpoint")
 
 # Why a secret could not be read, by Secrets Manager's error code (never the secret's value).
 _REASONS = {

@@ -7,10 +7,10 @@ operation, Person mapping and ``CREATE_USER`` spec) and add it to ``PROVIDERS`` 
 
 from __future__ import annotations
 
-from provisioning.providers import palenca, palm, trust, validic
+from provisioning.providers import palenca, palm, trust, validic, validic_inform
 from provisioning.registry import ProviderInfo
 
-PROVIDERS: tuple[ProviderInfo, ...] = (palenca.INFO, trust.INFO, palm.INFO, validic.INFO)
+PROVIDERS: tuple[ProviderInfo, ...] = (palenca.INFO, trust.INFO, palm.INFO, validic.INFO, validic_inform.INFO)
 NAMES: tuple[str, ...] = tuple(p.name for p in PROVIDERS)
 BY_NAME: dict[str, ProviderInfo] = {p.name: p for p in PROVIDERS}
 BY_FUNCTION: dict[str, ProviderInfo] = {p.create.function: p for p in PROVIDERS}
