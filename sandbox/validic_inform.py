@@ -88,7 +88,7 @@ class ValidicInformEmulator:
     def _store(self, uid: str, location: Any) -> dict[str, Any]:
         marketplace_token = secrets.token_hex(24)
         now = _now()
-        user = {
+        user: dict[str, Any] = {
             "id": secrets.token_hex(12),
             "uid": uid,
             "marketplace": {"token": marketplace_token, "url": f"{MARKETPLACE}{marketplace_token}"},
