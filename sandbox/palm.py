@@ -46,6 +46,20 @@ class PalmEmulator:
             self.users.clear()
             self.received.clear()
 
+    def credentials(self) -> dict[str, str]:
+        return {"api_key": self.api_key}
+
+    def users_for(self, external_id: str) -> int:
+        """Palm keeps our id in the user's metadata (the hub always writes it)."""
+        return len(self.users_with_external_id(external_id))
+
+    def users_with_external_id(self, external_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [u for u in self.users if u["metadata"].get("external_id") == external_id]
+
+    def create_call(self) -> tuple[str, str]:
+        return "POST", "/palm/v1/user"
+
     def routes(self) -> list[Route]:
         return [
             Route("POST", re.compile(r"/palm/v1/user"), self.create_user, write=True),

@@ -162,15 +162,37 @@ class Route:
 
 
 class ProviderEmulator(Protocol):
-    name: str
+    """One provider's API on the sandbox, under ``/<name>/``. ``sandbox/app.py`` lists one per
+    registered provider (``provisioning.providers``)."""
+
+    name: str  # the registered provider's name
 
     def routes(self) -> list[Route]: ...
+
+    def credentials(self) -> dict[str, str]:
+        """The secret (the provider's ``<PREFIX>_SECRET_ID`` JSON) this emulator accepts."""
+        ...
+
+    def users_for(self, external_id: str) -> int:
+        """How many users the provider holds for the person ``external_id``."""
+        ...
+
+    def create_call(self) -> tuple[str, str]:
+        """Method and path (as the sandbox sees it) of the call that creates a user."""
+        ...
 
     def reset(self) -> None: ...
 
     def error_body(self, status: int, message: str) -> Any: ...
 
     def without_id(self, body: Any) -> Any: ...
+
+
+class BudgetedEmulator(ProviderEmulator, Protocol):
+    """The emulator of a provider with a registry ``Budget``: it answers 429 past ``budget`` requests
+    in each of its windows, as the provider does."""
+
+    budget: int
 
 
 # The reason phrases providers still send where RFC 9110 renamed them.
@@ -396,6 +418,10 @@ class Sandbox:
 
     def base_url(self, provider: str) -> str:
         return f"{self.url}/{provider}"
+
+    def users_for(self, provider: str, external_id: str) -> int:
+        """How many users ``provider`` holds for the person ``external_id``."""
+        return self.emulators[provider].users_for(external_id)
 
     def start(self) -> Sandbox:
         self.thief.start()

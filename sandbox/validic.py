@@ -27,6 +27,17 @@ class ValidicEmulator:
         with self._lock:
             self.users.clear()
 
+    def credentials(self) -> dict[str, str]:
+        return {"organization_id": self.organization_id, "access_token": self.access_token}
+
+    def users_for(self, external_id: str) -> int:
+        """Validic holds our id as the user's ``uid``, one user per uid."""
+        with self._lock:
+            return int(external_id in self.users)
+
+    def create_call(self) -> tuple[str, str]:
+        return "POST", f"/validic/v1/organizations/{self.organization_id}/users.json"
+
     def routes(self) -> list[Route]:
         users = r"/validic/v1/organizations/(?P<org>[^/]+)/users\.json"
         return [

@@ -1,0 +1,57 @@
+"""The sandbox emulates every registered provider, once: ``sandbox/app.py`` lists one emulator per
+provider of ``provisioning.providers``, and what the local stack and the tests ask of an emulator
+(its credentials, its create call, how many users it holds for a person, its budget) agrees with
+the registry."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from provisioner_sandbox.app import EMULATORS, build_emulators, build_sandbox
+from provisioner_sandbox.server import BudgetedEmulator
+from provisioning.providers import BY_NAME, NAMES
+
+EMULATED = {emulator.name: emulator for emulator in build_emulators()}
+
+
+def test_every_registered_provider_has_exactly_one_emulator_and_every_emulator_a_provider():
+    names = Counter(emulator.name for emulator in EMULATORS)
+    assert [name for name, count in names.items() if count > 1] == []
+    assert set(names) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_emulator_accepts_the_secret_its_provider_documents(name):
+    credentials = EMULATED[name].credentials()
+    assert set(credentials) == set(BY_NAME[name].secret_keys)
+    assert all(isinstance(value, str) and value for value in credentials.values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_emulator_serves_its_create_call_under_its_provider_prefix(name):
+    emulator = EMULATED[name]
+    method, path = emulator.create_call()
+    assert path.startswith(f"/{name}/")
+    assert [r for r in emulator.routes() if r.write and r.method == method and r.pattern.fullmatch(path)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_emulator_holds_no_user_before_one_is_created(name):
+    assert EMULATED[name].users_for("nobody-1") == 0
+
+
+@pytest.mark.parametrize("name", [name for name in NAMES if BY_NAME[name].budget is not None])
+def test_a_budgeted_provider_s_emulator_enforces_the_registry_budget_and_can_be_given_another(name):
+    emulator: BudgetedEmulator = type(EMULATED[name])()  # type: ignore[assignment]
+    budget = BY_NAME[name].budget
+    assert budget is not None
+    assert emulator.budget == budget.requests
+    emulator.budget = 3
+    assert emulator.budget == 3
+
+
+def test_the_sandbox_hosts_every_emulator_by_provider_name():
+    with build_sandbox() as sandbox:
+        assert sorted(sandbox.emulators) == sorted(NAMES)
