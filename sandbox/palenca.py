@@ -86,8 +86,14 @@ class PalencaEmulator:
     def users_for(self, external_id: str) -> int:
         return len(self.users_with_external_id(external_id))
 
+    def user_ids(self, external_id: str) -> list[str]:
+        return [u.user_id for u in self.users_with_external_id(external_id)]
+
     def create_call(self) -> tuple[str, str]:
         return "POST", "/palenca/v1/users"
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        return {"widget_id": self.widget_id, "external_id": external_id}, {"x-api-key": self.api_key}
 
     def routes(self) -> list[Route]:
         return [

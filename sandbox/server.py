@@ -177,8 +177,17 @@ class ProviderEmulator(Protocol):
         """How many users the provider holds for the person ``external_id``."""
         ...
 
+    def user_ids(self, external_id: str) -> list[str]:
+        """The ids (as the hub stores them) of the users the provider holds for ``external_id``."""
+        ...
+
     def create_call(self) -> tuple[str, str]:
         """Method and path (as the sandbox sees it) of the call that creates a user."""
+        ...
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        """Body and headers of a create call, authorized, that makes a user :meth:`users_for`
+        counts for ``external_id`` (for tests that speak to the sandbox as a plain HTTP client)."""
         ...
 
     def reset(self) -> None: ...
@@ -422,6 +431,10 @@ class Sandbox:
     def users_for(self, provider: str, external_id: str) -> int:
         """How many users ``provider`` holds for the person ``external_id``."""
         return self.emulators[provider].users_for(external_id)
+
+    def user_ids(self, provider: str, external_id: str) -> list[str]:
+        """The ids of the users ``provider`` holds for the person ``external_id``."""
+        return self.emulators[provider].user_ids(external_id)
 
     def start(self) -> Sandbox:
         self.thief.start()

@@ -46,12 +46,27 @@ class TrustEmulator:
         tests give them, their external_id (a Person's ``national_id``, which Trust's mapping sends)."""
         return len(self.users_with_dni(external_id))
 
+    def user_ids(self, external_id: str) -> list[str]:
+        return [str(u["id"]) for u in self.users_with_dni(external_id)]
+
     def users_with_dni(self, dni: str) -> list[dict[str, Any]]:
         with self._lock:
             return [u for u in self.users if u["dni"] == dni]
 
     def create_call(self) -> tuple[str, str]:
         return "POST", "/trust/users/create"
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        token = secrets.token_hex(20)  # as granted to the sandbox's own client
+        with self._lock:
+            self.tokens.add(token)
+        body = {
+            "email": f"{external_id}@example.test",
+            "name": "Pepa",
+            "last_name": "Pérez",
+            "dni": external_id,
+        }
+        return body, {"Authorization": f"Bearer {token}"}
 
     def revoke_tokens(self) -> None:
         with self._lock:

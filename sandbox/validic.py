@@ -32,11 +32,18 @@ class ValidicEmulator:
 
     def users_for(self, external_id: str) -> int:
         """Validic holds our id as the user's ``uid``, one user per uid."""
+        return len(self.user_ids(external_id))
+
+    def user_ids(self, external_id: str) -> list[str]:
         with self._lock:
-            return int(external_id in self.users)
+            user = self.users.get(external_id)
+        return [str(user["_id"])] if user else []
 
     def create_call(self) -> tuple[str, str]:
         return "POST", f"/validic/v1/organizations/{self.organization_id}/users.json"
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        return {"access_token": self.access_token, "user": {"uid": external_id}}, {}
 
     def routes(self) -> list[Route]:
         users = r"/validic/v1/organizations/(?P<org>[^/]+)/users\.json"

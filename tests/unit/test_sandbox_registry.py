@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import requests
 
 from provisioner_sandbox.app import EMULATORS, build_emulators, build_sandbox
 from provisioner_sandbox.server import BudgetedEmulator
@@ -38,8 +39,17 @@ def test_an_emulator_serves_its_create_call_under_its_provider_prefix(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_an_emulator_holds_no_user_before_one_is_created(name):
-    assert EMULATED[name].users_for("nobody-1") == 0
+def test_an_emulator_counts_the_users_it_holds_for_a_person(name):
+    with build_sandbox() as sandbox:
+        emulator = sandbox.emulators[name]
+        assert (emulator.users_for("p-1"), emulator.user_ids("p-1")) == (0, [])
+        method, path = emulator.create_call()
+        body, headers = emulator.create_request("p-1")
+        answer = requests.request(method, sandbox.url + path, json=body, headers=headers, timeout=5)
+        assert answer.status_code in (200, 201), answer.text
+        assert emulator.users_for("p-1") == 1
+        assert len(emulator.user_ids("p-1")) == 1
+        assert emulator.users_for("p-2") == 0
 
 
 @pytest.mark.parametrize("name", [name for name in NAMES if BY_NAME[name].budget is not None])
