@@ -5,6 +5,7 @@ the registry."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -53,13 +54,25 @@ def test_an_emulator_counts_the_users_it_holds_for_a_person(name):
 
 
 @pytest.mark.parametrize("name", [name for name in NAMES if BY_NAME[name].budget is not None])
-def test_a_budgeted_provider_s_emulator_enforces_the_registry_budget_and_can_be_given_another(name):
-    emulator: BudgetedEmulator = type(EMULATED[name])()  # type: ignore[assignment]
+def test_a_budgeted_provider_s_emulator_starts_at_the_registry_budget_and_enforces_another(name):
     budget = BY_NAME[name].budget
     assert budget is not None
-    assert emulator.budget == budget.requests
-    emulator.budget = 3
-    assert emulator.budget == 3
+    with build_sandbox() as sandbox:
+        emulator: BudgetedEmulator = sandbox.emulators[name]  # type: ignore[assignment]
+        assert emulator.budget == budget.requests
+        emulator.budget = 2
+        method, path = emulator.create_call()
+        for attempt in range(2):  # again if the three calls straddled two windows
+            window = int(time.time() // budget.window_seconds)
+            statuses = []
+            for n in range(3):
+                body, headers = emulator.create_request(f"b-{attempt}-{n}")
+                answer = requests.request(method, sandbox.url + path, json=body, headers=headers, timeout=5)
+                statuses.append(answer.status_code)
+            if int(time.time() // budget.window_seconds) == window:
+                break
+        assert [status < 300 for status in statuses] == [True, True, False]
+        assert statuses[-1] == 429
 
 
 def test_the_sandbox_hosts_every_emulator_by_provider_name():
