@@ -1,10 +1,11 @@
 """``provisioner demo``: the hub end to end on a throwaway local stack.
 
-Creates one person at all four providers through API Gateway events, a batch per provider through
-SQS (sent to the queue and polled like Lambda's event source mapping, with one malformed message),
+Creates one person at every registered provider through API Gateway events, a batch per provider
+through SQS (sent to the queue and polled like Lambda's event source mapping, with one malformed
+message; each provider's requests mapped from the same people),
 publishes UserSignedUp events to the signup bus (routed by rule to the provider queues), runs the
 scheduled Palenca sync, lets providers misbehave (an HTML answer after a committed create, a shared
-e-mail address, redirects to another host), and prints the stored links and the dead-letter queue. Every
+e-mail address, redirects to another host), and prints the dead-letter queues and the stored links. Every
 invocation runs in a fresh process, as ``provisioner invoke`` does.
 """
 
@@ -20,32 +21,31 @@ from provisioner_cli.invoke import invoke_function
 from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import LocalStack, StackState, aws_client
 from provisioner_cli.main import print_links
+from provisioner_cli.sync import SYNC_FUNCTION
 from provisioner_cli.template import Template
+from provisioning.person import Person
+from provisioning.providers import BY_NAME, NAMES, PROVIDERS, ProviderInfo
 
-CREATE_FUNCTIONS = {
-    "PalencaCreateUserFunction": ("palenca_create_user", "PalencaCreateUserQueue"),
-    "TrustCreateUserFunction": ("trust_create_user", "TrustCreateUserQueue"),
-    "PalmCreateUserFunction": ("palm_create_user", "PalmCreateUserQueue"),
-    "ValidicProvisionUserFunction": ("validic_provision_user", "ValidicProvisionUserQueue"),
-}
 PERSON = "demo-0001"
-BATCH: dict[str, list[Any]] = {
-    "PalencaCreateUserFunction": [{"external_id": f"batch-{n}"} for n in range(1, 4)],
-    "TrustCreateUserFunction": [
-        {
-            "external_id": f"batch-{n}",
-            "email": f"person{n}@example.test",
-            "name": "Demo",
-            "last_name": f"Person{n}",
-        }
-        for n in range(1, 4)
-    ],
-    "PalmCreateUserFunction": [
-        {"external_id": f"batch-{n}", "vault": {"identity.email": f"person{n}@example.test"}}
-        for n in range(1, 4)
-    ],
-    "ValidicProvisionUserFunction": [{"external_id": f"batch-{n}"} for n in range(1, 4)],
-}
+MALFORMED = '{"external_id": ""'  # cut short: every batch carries one, dead-lettered at once
+
+
+def batch_person(n: int) -> Person:
+    """The n-th person of the batches: everything a provider may ask for, mapped to each provider's
+    request with its own Person mapping."""
+    return Person(
+        external_id=f"batch-{n}",
+        email=f"person{n}@example.test",
+        first_name="Demo",
+        last_name=f"Person{n}",
+        phone=f"+5255123400{n:02d}",
+        date_of_birth="1990-01-15",
+        country="MX",
+        gender="F",
+    )
+
+
+BATCH_PEOPLE = [batch_person(n) for n in range(1, 4)]
 
 # Canonical persons, as a product would publish them in UserSignedUp events.
 SIGNUPS: list[dict[str, Any]] = [
@@ -59,6 +59,31 @@ SIGNUPS: list[dict[str, Any]] = [
         "country": "MX",
     },
 ]
+
+# The scheduled sync (``provisioner sync``) and the provider whose widget users it links.
+SYNC_PROVIDER = "palenca"
+WIDGET_USERS = ["widget-1", "widget-2"]
+
+# Providers on a bad day (scenario data): who answers an HTML page after a committed create, who
+# refuses a second person with a known e-mail address, who redirects every create to another host.
+HTML_AFTER_CREATE = "palenca"
+SHARED_EMAIL = "trust"
+REDIRECTS = "validic"
+
+
+def batch_bodies(info: ProviderInfo) -> list[Any]:
+    """The provider's batch: its requests for the batch people, and one malformed message."""
+    from_person = info.create.load_spec().from_person
+    if from_person is None:
+        raise click.ClickException(f"{info.name} has no Person mapping: no batch to send")
+    bodies: list[Any] = [from_person(person) for person in BATCH_PEOPLE]
+    bodies.insert(1, MALFORMED)
+    return bodies
+
+
+def signup_targets() -> int:
+    """How many provider users the signups make: one per provider each person targets."""
+    return sum(len(person.get("providers") or NAMES) for person in SIGNUPS)
 
 
 class Demo:
@@ -74,16 +99,11 @@ class Demo:
         return outcome.result
 
     def api(
-        self,
-        function_id: str,
-        folder: str,
-        external_id: str,
-        expect: tuple[int, ...] = (200, 201),
-        **body: Any,
+        self, info: ProviderInfo, external_id: str, expect: tuple[int, ...] = (200, 201), **body: Any
     ) -> dict[str, Any]:
-        event = json.loads((self.template.root / "events" / folder / "api.json").read_text())
+        event = json.loads((self.template.root / "events" / info.create.folder / "api.json").read_text())
         event["body"] = json.dumps({**json.loads(event["body"]), **body, "external_id": external_id})
-        result = self.invoke(function_id, event)
+        result = self.invoke(info.create.function, event)
         answer: dict[str, Any] = json.loads(result["body"])
         error = answer.get("error") or {}
         shown = answer.get("provider_user_id") or f"{error.get('code')}: {error.get('message')}"
@@ -93,45 +113,53 @@ class Demo:
         self.ok &= result["statusCode"] in expect
         return answer
 
-    def bad_day(self, stack: LocalStack) -> None:
-        """Providers misbehaving as real ones do: the hub neither duplicates nor links the wrong person."""
+    def bad_day(self, stack: LocalStack) -> int:
+        """Providers misbehaving as real ones do: the hub neither duplicates nor links the wrong person.
+        Returns how many people it links."""
         sandbox = stack.sandbox
-        click.echo("  palenca creates the user, then answers an HTML error page instead of JSON:")
-        sandbox.script_fault("palenca", "POST", "/palenca/v1/users", "html", html_status=502)
-        answer = self.api("PalencaCreateUserFunction", "palenca_create_user", "badday-1", expect=(201,))
-        held = len(sandbox.emulators["palenca"].users_with_external_id("badday-1"))  # type: ignore[attr-defined]
-        click.echo(f"    looked up before creating again: palenca holds {held} user for badday-1")
+        emulator = sandbox.emulators[HTML_AFTER_CREATE]
+        click.echo(
+            f"  {HTML_AFTER_CREATE} creates the user, then answers an HTML error page instead of JSON:"
+        )
+        sandbox.script_fault(HTML_AFTER_CREATE, *emulator.create_call(), "html", html_status=502)
+        answer = self.api(BY_NAME[HTML_AFTER_CREATE], "badday-1", expect=(201,))
+        held = emulator.users_for("badday-1")
+        click.echo(f"    looked up before creating again: {HTML_AFTER_CREATE} holds {held} user for badday-1")
         self.ok &= answer.get("outcome") == "reconciled" and held == 1
 
-        click.echo("  a second person with batch-1's e-mail address at trust (same names, another id):")
+        click.echo(
+            f"  a second person with batch-1's e-mail address at {SHARED_EMAIL} (same names, another id):"
+        )
+        first = BATCH_PEOPLE[0]
         self.api(
-            "TrustCreateUserFunction",
-            "trust_create_user",
+            BY_NAME[SHARED_EMAIL],
             "badday-2",
             expect=(409,),
-            email="person1@example.test",
-            name="Demo",
-            last_name="Person1",
+            email=first.email,
+            name=first.first_name,
+            last_name=first.last_name,
         )
 
-        click.echo("  validic redirects every create to another host:")
-        validic_users = "/validic/v1/organizations/sandbox-org/users.json"
-        sandbox.script_fault("validic", "POST", validic_users, "redirect", count=20)
-        self.api("ValidicProvisionUserFunction", "validic_provision_user", "badday-3", expect=(504,))
+        click.echo(f"  {REDIRECTS} redirects every create to another host:")
+        sandbox.script_fault(REDIRECTS, *sandbox.emulators[REDIRECTS].create_call(), "redirect", count=20)
+        self.api(BY_NAME[REDIRECTS], "badday-3", expect=(504,))
         stolen = len(sandbox.thief.requests)
-        click.echo(f"    requests that reached the other host: {stolen} (the organization token stayed home)")
+        click.echo(f"    requests that reached the other host: {stolen} (the provider's secret stayed home)")
         self.ok &= stolen == 0
+        return 1  # badday-1
 
-    def batch(self, function_id: str, queue_id: str, bodies: list[Any]) -> None:
+    def batch(self, info: ProviderInfo, bodies: list[Any]) -> None:
         sqs = aws_client(self.state, "sqs")
-        queue_url = self.state.refs[queue_id]
+        queue_url = self.state.refs[info.create.queue]
         for body in bodies:
             sqs.send_message(
                 QueueUrl=queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body)
             )
-        report = drain_queue(sqs, queue_url, lambda event: self.invoke(function_id, event), max_batches=5)
+        report = drain_queue(
+            sqs, queue_url, lambda event: self.invoke(info.create.function, event), max_batches=5
+        )
         click.echo(
-            f"  {queue_id:<26} batches {report.batches}, acknowledged {report.acknowledged}, "
+            f"  {info.create.queue:<26} batches {report.batches}, acknowledged {report.acknowledged}, "
             f"reported failed {report.failed}"
         )
         self.ok &= report.acknowledged + report.failed == len(bodies)
@@ -146,16 +174,15 @@ class Demo:
         self.ok &= events.put_events(Entries=entries)["FailedEntryCount"] == 0
         click.echo(f"  published {len(entries)} events to {bus}")
         sqs = aws_client(self.state, "sqs")
-        for function_id, (_, queue_id) in CREATE_FUNCTIONS.items():
+        for info in PROVIDERS:
             report = drain_queue(
                 sqs,
-                self.state.refs[queue_id],
-                partial(self.invoke, function_id),
+                self.state.refs[info.create.queue],
+                partial(self.invoke, info.create.function),
                 max_batches=5,
             )
-            click.echo(
-                f"  {queue_id:<26} acknowledged {report.acknowledged}, reported failed {report.failed}"
-            )
+            counts = f"acknowledged {report.acknowledged}, reported failed {report.failed}"
+            click.echo(f"  {info.create.queue:<26} {counts}")
             self.ok &= report.failed == 0
 
 
@@ -166,58 +193,67 @@ def run_demo(template: Template) -> int:
         click.echo(f"local stack: AWS (moto) {state.aws_endpoint}, provider sandbox {state.sandbox_url}")
         click.echo(f"IAM enforced: each of the {len(state.credentials)} functions runs under its own role\n")
 
-        click.echo(f"1. One person ({PERSON}) at all four providers through API Gateway events")
-        for function_id, (folder, _) in CREATE_FUNCTIONS.items():
-            demo.api(function_id, folder, PERSON)
+        click.echo(f"1. One person ({PERSON}) at all {len(PROVIDERS)} providers through API Gateway events")
+        for info in PROVIDERS:
+            demo.api(info, PERSON)
         click.echo("   ...and again: answered from our table, the providers are not called")
-        for function_id, (folder, _) in CREATE_FUNCTIONS.items():
-            demo.api(function_id, folder, PERSON)
+        for info in PROVIDERS:
+            demo.api(info, PERSON)
 
-        click.echo("\n2. A batch per provider through its SQS queue (Palenca's with one malformed message)")
-        for function_id, (_, queue_id) in CREATE_FUNCTIONS.items():
-            bodies: list[Any] = list(BATCH[function_id])
-            if function_id == "PalencaCreateUserFunction":
-                bodies.insert(1, '{"external_id": ""')
-            demo.batch(function_id, queue_id, bodies)
+        click.echo("\n2. A batch per provider through its SQS queue (each with one malformed message)")
+        for info in PROVIDERS:
+            demo.batch(info, batch_bodies(info))
 
         click.echo(
             "\n3. UserSignedUp events on the signup bus, routed by rule to the providers each person targets"
         )
         demo.signups()
 
-        click.echo("\n4. The scheduled Palenca sync picks up people who connected through Palenca's widget")
-        palenca = stack.sandbox.emulators["palenca"]
-        for n in (1, 2):
-            palenca.seed_user(f"widget-{n}")  # type: ignore[attr-defined]
-        schedule = json.loads((template.root / "events" / "palenca_list_users" / "schedule.json").read_text())
-        summary = demo.invoke("PalencaListUsersFunction", schedule)
+        title = BY_NAME[SYNC_PROVIDER].title
+        click.echo(f"\n4. The scheduled {title} sync picks up people who connected through {title}'s widget")
+        synced = stack.sandbox.emulators[SYNC_PROVIDER]
+        for external_id in WIDGET_USERS:
+            synced.seed_user(external_id)  # type: ignore[attr-defined]
+        sync_folder = template.function(SYNC_FUNCTION).code_uri.name
+        schedule = json.loads((template.root / "events" / sync_folder / "schedule.json").read_text())
+        summary = demo.invoke(SYNC_FUNCTION, schedule)
         click.echo(
             f"  pages {summary['pages']}, seen {summary['seen']}, linked {summary['created']}, "
             f"already linked {summary['already_linked']}"
         )
-        demo.ok &= summary["created"] == 2
+        demo.ok &= summary["created"] == len(WIDGET_USERS)
 
         click.echo("\n5. Providers on a bad day")
-        demo.bad_day(stack)
+        bad_day_links = demo.bad_day(stack)
 
+        click.echo("\n6. Dead-letter queues: each holds its batch's malformed message")
         sqs = aws_client(state, "sqs")
-        dead = sqs.receive_message(
-            QueueUrl=state.refs["PalencaCreateUserDLQ"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        ).get("Messages", [])
-        click.echo(f"\n6. Palenca dead-letter queue: {len(dead)} record(s)")
-        for message in dead:
-            reason = json.loads(message["MessageAttributes"]["failure"]["StringValue"])
-            click.echo(f"  body {message['Body']!r}")
-            attempts = reason.get("attempts", 1)
-            click.echo(f"  reason {reason['code']}: {reason['message']} (attempts {attempts})")
-        demo.ok &= len(dead) == 1
+        for info in PROVIDERS:
+            dead = sqs.receive_message(
+                QueueUrl=state.refs[info.create.dead_letter_queue],
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            click.echo(f"  {info.create.dead_letter_queue}: {len(dead)} record(s)")
+            for message in dead:
+                reason = json.loads(message["MessageAttributes"]["failure"]["StringValue"])
+                click.echo(f"    body {message['Body']!r}")
+                attempts = reason.get("attempts", 1)
+                click.echo(f"    reason {reason['code']}: {reason['message']} (attempts {attempts})")
+            demo.ok &= [m["Body"] for m in dead] == [MALFORMED]
 
         click.echo("\n7. Stored provider links")
         from provisioning.store import LinkStore
 
         links = LinkStore(aws_client(state, "dynamodb"), state.refs["UsersTable"]).scan_links()
         print_links(links)
-        expected = 4 + 4 * 3 + len(SIGNUPS[0]["providers"]) + 4 + 2 + 1  # + badday-1 at palenca
+        expected = (
+            len(PROVIDERS)  # step 1
+            + len(PROVIDERS) * len(BATCH_PEOPLE)  # step 2
+            + signup_targets()  # step 3
+            + len(WIDGET_USERS)  # step 4
+            + bad_day_links  # step 5
+        )
         demo.ok &= len([link for link in links if link.provider_user_id]) == expected
     click.echo("\ndemo " + ("succeeded" if demo.ok else "FAILED"))
     return 0 if demo.ok else 1

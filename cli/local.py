@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from provisioner_cli.template import Resolver, Template
+from provisioning.providers import PROVIDERS, ProviderInfo
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType
@@ -23,14 +24,6 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STATE_FILE = Path(".local/stack.json")
-
-# Credentials the sandbox accepts, stored as the secrets the functions read.
-SANDBOX_SECRETS: dict[str, dict[str, str]] = {
-    "palenca": {"api_key": "sandbox-palenca-key", "widget_id": "feecb679-a3cc-47ef-8fd4-600799f12a39"},
-    "trust": {"client_id": "sandbox-trust-client", "client_secret": "sandbox-trust-secret"},
-    "palm": {"api_key": "sk_test_sandboxpalmkey"},
-    "validic": {"organization_id": "sandbox-org", "access_token": "sandbox-validic-org-token"},
-}
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -110,12 +103,19 @@ class StackState:
 LOCAL_OVERRIDES = {"EnableApiDocs": "true"}
 
 
+def provider_parameter(template: Template, info: ProviderInfo, variable: str) -> str:
+    """The template parameter the provider's ``variable`` (e.g. ``PALENCA_BASE_URL``) comes from,
+    as its create function's environment says (``!Ref PalencaBaseUrl``)."""
+    value = template.function(info.create.function).environment.get(variable)
+    if not (isinstance(value, dict) and isinstance(value.get("Ref"), str)):
+        raise ValueError(f"{info.create.function} must set {variable} from a parameter (!Ref)")
+    return str(value["Ref"])
+
+
 def local_parameters(template: Template, sandbox_url: str) -> dict[str, str]:
     params = template.parameter_defaults()
-    for name in params:
-        if name.endswith("BaseUrl"):
-            provider = name.removesuffix("BaseUrl").lower()
-            params[name] = f"{sandbox_url}/{provider}"
+    for info in PROVIDERS:  # every provider at its emulator
+        params[provider_parameter(template, info, info.base_url_variable)] = f"{sandbox_url}/{info.name}"
     params.update({name: value for name, value in LOCAL_OVERRIDES.items() if name in params})
     return params
 
@@ -235,11 +235,12 @@ def provision_resources(
         state.refs[logical_id] = logical_id
         state.attrs[f"{logical_id}.Arn"] = arn
 
-    for name, value in state.parameters.items():
-        if name.endswith("SecretId"):
-            provider = name.removesuffix("SecretId").lower()
-            if provider in SANDBOX_SECRETS:
-                secrets.create_secret(Name=value, SecretString=json.dumps(SANDBOX_SECRETS[provider]))
+    from provisioner_sandbox.app import sandbox_credentials
+
+    credentials = sandbox_credentials()  # the secret each provider's emulator accepts
+    for info in PROVIDERS:
+        secret_id = state.parameters[provider_parameter(template, info, info.secret_id_variable)]
+        secrets.create_secret(Name=secret_id, SecretString=json.dumps(credentials[info.name]))
 
     for logical_id in template.functions():
         state.refs[logical_id] = logical_id

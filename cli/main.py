@@ -46,7 +46,7 @@ template_option = click.option(
 
 @click.group()
 def cli() -> None:
-    """Provision people at Palenca, Trust, Palm and Validic; run and inspect the hub locally."""
+    """Provision people at every registered provider; run and inspect the hub locally."""
 
 
 @cli.group()

@@ -16,23 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from provisioning.providers import PROVIDERS
+
 if TYPE_CHECKING:
     from provisioner_cli.local import StackState
 
-# The SQS queue feeding each provider's create function (logical ids of template.yaml).
-PROVIDER_QUEUES: dict[str, str] = {
-    "palenca": "PalencaCreateUserQueue",
-    "trust": "TrustCreateUserQueue",
-    "palm": "PalmCreateUserQueue",
-    "validic": "ValidicProvisionUserQueue",
-}
-# Its dead-letter queue.
-PROVIDER_DLQS: dict[str, str] = {
-    "palenca": "PalencaCreateUserDLQ",
-    "trust": "TrustCreateUserDLQ",
-    "palm": "PalmCreateUserDLQ",
-    "validic": "ValidicProvisionUserDLQ",
-}
+# The SQS queue feeding each provider's create function, and its dead-letter queue (logical ids of
+# template.yaml), from the provider registry.
+PROVIDER_QUEUES: dict[str, str] = {p.name: p.create.queue for p in PROVIDERS}
+PROVIDER_DLQS: dict[str, str] = {p.name: p.create.dead_letter_queue for p in PROVIDERS}
 
 
 def default_stack_name(samconfig: Path = Path("samconfig.toml"), config_env: str = "default") -> str | None:

@@ -49,8 +49,14 @@ class StoredUser:
 class PalencaEmulator:
     name = "palenca"
 
-    def __init__(self, api_key: str = DEFAULT_API_KEY, requests_per_minute: int = 120) -> None:
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        requests_per_minute: int = 120,
+        widget_id: str = DEFAULT_WIDGET_ID,
+    ) -> None:
         self.api_key = api_key
+        self.widget_id = widget_id
         self.requests_per_minute = requests_per_minute
         self._lock = threading.Lock()
         self.users: list[StoredUser] = []
@@ -64,6 +70,33 @@ class PalencaEmulator:
             self.disabled_widgets.clear()
             self.before_search = None
             self._window = (0, 0)
+
+    @property
+    def budget(self) -> int:
+        """Requests per minute, account-wide (429 past it), as the registry's Palenca Budget."""
+        return self.requests_per_minute
+
+    @budget.setter
+    def budget(self, requests: int) -> None:
+        self.requests_per_minute = requests
+
+    def credentials(self) -> dict[str, str]:
+        return {"api_key": self.api_key, "widget_id": self.widget_id}
+
+    def users_for(self, external_id: str) -> int:
+        return len(self.users_with_external_id(external_id))
+
+    def user_ids(self, external_id: str) -> list[str]:
+        return [u.user_id for u in self.users_with_external_id(external_id)]
+
+    def create_call(self) -> tuple[str, str]:
+        return "POST", "/palenca/v1/users"
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        return {"widget_id": self.widget_id, "external_id": external_id}, {"x-api-key": self.api_key}
+
+    def create_query(self) -> dict[str, str]:
+        return {}
 
     def routes(self) -> list[Route]:
         return [

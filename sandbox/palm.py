@@ -46,6 +46,33 @@ class PalmEmulator:
             self.users.clear()
             self.received.clear()
 
+    def credentials(self) -> dict[str, str]:
+        return {"api_key": self.api_key}
+
+    def users_for(self, external_id: str) -> int:
+        """Palm keeps our id in the user's metadata (the hub always writes it)."""
+        return len(self.users_with_external_id(external_id))
+
+    def user_ids(self, external_id: str) -> list[str]:
+        return [str(u["id"]) for u in self.users_with_external_id(external_id)]
+
+    def users_with_external_id(self, external_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [u for u in self.users if u["metadata"].get("external_id") == external_id]
+
+    def create_call(self) -> tuple[str, str]:
+        return "POST", "/palm/v1/user"
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        body = {
+            "vault": {"identity.email": f"{external_id}@example.test"},
+            "metadata": {"external_id": external_id},
+        }
+        return body, {"Authorization": f"Bearer {self.api_key}"}
+
+    def create_query(self) -> dict[str, str]:
+        return {}
+
     def routes(self) -> list[Route]:
         return [
             Route("POST", re.compile(r"/palm/v1/user"), self.create_user, write=True),

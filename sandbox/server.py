@@ -162,15 +162,51 @@ class Route:
 
 
 class ProviderEmulator(Protocol):
-    name: str
+    """One provider's API on the sandbox, under ``/<name>/``. ``sandbox/app.py`` lists one per
+    registered provider (``provisioning.providers``)."""
+
+    name: str  # the registered provider's name
 
     def routes(self) -> list[Route]: ...
+
+    def credentials(self) -> dict[str, str]:
+        """The secret (the provider's ``<PREFIX>_SECRET_ID`` JSON) this emulator accepts."""
+        ...
+
+    def users_for(self, external_id: str) -> int:
+        """How many users the provider holds for the person ``external_id``."""
+        ...
+
+    def user_ids(self, external_id: str) -> list[str]:
+        """The ids (as the hub stores them) of the users the provider holds for ``external_id``."""
+        ...
+
+    def create_call(self) -> tuple[str, str]:
+        """Method and path (as the sandbox sees it) of the call that creates a user."""
+        ...
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        """Body and headers of a create call, authorized, that makes a user :meth:`users_for`
+        counts for ``external_id`` (for tests that speak to the sandbox as a plain HTTP client)."""
+        ...
+
+    def create_query(self) -> dict[str, str]:
+        """The query string of that call: empty, or the credential of a provider that takes it in
+        the URL (Validic Inform's organization token)."""
+        ...
 
     def reset(self) -> None: ...
 
     def error_body(self, status: int, message: str) -> Any: ...
 
     def without_id(self, body: Any) -> Any: ...
+
+
+class BudgetedEmulator(ProviderEmulator, Protocol):
+    """The emulator of a provider with a registry ``Budget``: it answers 429 past ``budget`` requests
+    in each of its windows, as the provider does."""
+
+    budget: int
 
 
 # The reason phrases providers still send where RFC 9110 renamed them.
@@ -396,6 +432,14 @@ class Sandbox:
 
     def base_url(self, provider: str) -> str:
         return f"{self.url}/{provider}"
+
+    def users_for(self, provider: str, external_id: str) -> int:
+        """How many users ``provider`` holds for the person ``external_id``."""
+        return self.emulators[provider].users_for(external_id)
+
+    def user_ids(self, provider: str, external_id: str) -> list[str]:
+        """The ids of the users ``provider`` holds for the person ``external_id``."""
+        return self.emulators[provider].user_ids(external_id)
 
     def start(self) -> Sandbox:
         self.thief.start()

@@ -38,6 +38,39 @@ class TrustEmulator:
     def without_id(self, body: Any) -> Any:
         return drop_ids(body)
 
+    def credentials(self) -> dict[str, str]:
+        return {"client_id": self.client_id, "client_secret": self.client_secret}
+
+    def users_for(self, external_id: str) -> int:
+        """Trust keeps no id of ours: the sandbox knows a person by the national id (``dni``) the
+        tests give them, their external_id (a Person's ``national_id``, which Trust's mapping sends)."""
+        return len(self.users_with_dni(external_id))
+
+    def user_ids(self, external_id: str) -> list[str]:
+        return [str(u["id"]) for u in self.users_with_dni(external_id)]
+
+    def users_with_dni(self, dni: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [u for u in self.users if u["dni"] == dni]
+
+    def create_call(self) -> tuple[str, str]:
+        return "POST", "/trust/users/create"
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        token = secrets.token_hex(20)  # as granted to the sandbox's own client
+        with self._lock:
+            self.tokens.add(token)
+        body = {
+            "email": f"{external_id}@example.test",
+            "name": "Pepa",
+            "last_name": "Pérez",
+            "dni": external_id,
+        }
+        return body, {"Authorization": f"Bearer {token}"}
+
+    def create_query(self) -> dict[str, str]:
+        return {}
+
     def revoke_tokens(self) -> None:
         with self._lock:
             self.tokens.clear()

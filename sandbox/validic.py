@@ -27,6 +27,27 @@ class ValidicEmulator:
         with self._lock:
             self.users.clear()
 
+    def credentials(self) -> dict[str, str]:
+        return {"organization_id": self.organization_id, "access_token": self.access_token}
+
+    def users_for(self, external_id: str) -> int:
+        """Validic holds our id as the user's ``uid``, one user per uid."""
+        return len(self.user_ids(external_id))
+
+    def user_ids(self, external_id: str) -> list[str]:
+        with self._lock:
+            user = self.users.get(external_id)
+        return [str(user["_id"])] if user else []
+
+    def create_call(self) -> tuple[str, str]:
+        return "POST", f"/validic/v1/organizations/{self.organization_id}/users.json"
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        return {"access_token": self.access_token, "user": {"uid": external_id}}, {}
+
+    def create_query(self) -> dict[str, str]:
+        return {}
+
     def routes(self) -> list[Route]:
         users = r"/validic/v1/organizations/(?P<org>[^/]+)/users\.json"
         return [

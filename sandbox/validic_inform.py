@@ -73,6 +73,29 @@ class ValidicInformEmulator:
         with self._lock:
             return 1 if external_id in self.users else 0
 
+    def user_ids(self, external_id: str) -> list[str]:
+        with self._lock:
+            user = self.users.get(external_id)
+        return [str(user["id"])] if user else []
+
+    def create_call(self) -> tuple[str, str]:
+        return "POST", f"/{NAME}/organizations/{self.organization_id}/users"
+
+    def create_request(self, external_id: str) -> tuple[Any, dict[str, str]]:
+        return {"uid": external_id}, {}
+
+    def create_query(self) -> dict[str, str]:
+        return {"token": self.token}
+
+    @property
+    def budget(self) -> int:
+        """Requests per hour for the organization token (429 past it), as the registry's Budget."""
+        return self.requests_per_hour
+
+    @budget.setter
+    def budget(self, requests: int) -> None:
+        self.requests_per_hour = requests
+
     def seed_user(self, uid: str, location: dict[str, Any] | None = None) -> dict[str, Any]:
         """Add a user as if provisioned earlier (by another system, or by a create whose answer was lost)."""
         with self._lock:

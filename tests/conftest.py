@@ -23,6 +23,7 @@ from provisioner_cli.local import FAKE_CREDENTIALS, REGION, StackState, provisio
 from provisioner_cli.template import Template
 from provisioner_sandbox.app import build_sandbox
 from provisioner_sandbox.server import Sandbox
+from provisioning.providers import PROVIDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -97,7 +98,8 @@ Handler = Callable[[dict[str, Any]], Any]
 
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # Variables a test sets on purpose (e.g. a small request budget): not reset by an invocation.
-OVERRIDDEN = {"PALENCA_REQUESTS_PER_MINUTE", "RECORD_CONCURRENCY", "RATE_LIMIT_MAX_WAIT_SECONDS"}
+OVERRIDDEN = {p.budget.setting for p in PROVIDERS if p.budget is not None}
+OVERRIDDEN |= {"RECORD_CONCURRENCY", "RATE_LIMIT_MAX_WAIT_SECONDS"}
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
-"""Chaos: 1000 people across the four providers pushed through the SQS handlers while the sandbox
+"""Chaos: 1000 people across the registered providers pushed through the SQS handlers while the sandbox
 misbehaves on well over 20% of provider calls: latency, 5xx, 429 with rate-limit headers and odd
 Retry-After values, connection resets, creates whose answer is lost, and hostile answers (HTML, bodies
 without the id, cut off or over the size cap, redirects, trickles, hangs, errors full of personal
 data). Every message is delivered at least twice; records parked by SQS's redrive policy are redriven
-until the queues are empty. Some people share an e-mail address (Trust, Palm) and some Palm people
-have neither e-mail nor phone (no lookup can find them).
+until the queues are empty. Each provider's requests are mapped from full people with its own Person
+mapping; at every provider some people share an e-mail address (a conflict where the provider is
+told it, as at Trust and Palm) and some have neither e-mail nor phone (where the provider's mapping
+takes such a person: no Palm lookup can find them).
 
 Exactly one provider user per person; no provider user linked to a person it is not, nor to two;
 nothing lost: every person is linked, or dead-lettered with the reason that says why it must not be
@@ -22,7 +24,10 @@ from collections import Counter
 import pytest
 
 from provisioner_cli.lambda_runtime import drain_queue
+from provisioning.person import Person
+from provisioning.providers import NAMES, PROVIDERS
 from provisioning.store import LinkStatus, LinkStore
+from tests.people import person, request_body, takes
 
 PEOPLE = int(os.environ.get("CHAOS_PEOPLE", "1000"))
 FAULTS = {
@@ -48,48 +53,48 @@ FAULTS = {
 }
 HOSTILE = {"hang", "redirect", "odd_retry_after", "pii_error", "oversize_error", "html", "missing_id"}
 HOSTILE |= {"truncate", "trickle", "oversize"}
-FUNCTIONS = {
-    "palenca": ("PalencaCreateUserFunction", "PalencaCreateUserQueue", "PalencaCreateUserDLQ"),
-    "trust": ("TrustCreateUserFunction", "TrustCreateUserQueue", "TrustCreateUserDLQ"),
-    "palm": ("PalmCreateUserFunction", "PalmCreateUserQueue", "PalmCreateUserDLQ"),
-    "validic": ("ValidicProvisionUserFunction", "ValidicProvisionUserQueue", "ValidicProvisionUserDLQ"),
-}
-PROVIDERS = list(FUNCTIONS)
+FUNCTIONS = {p.name: (p.create.function, p.create.queue, p.create.dead_letter_queue) for p in PROVIDERS}
+STRIDE = len(NAMES)  # people go round-robin to providers: a provider's previous person is n - STRIDE
 
 
 def _external_id(n: int) -> str:
     return f"chaos-{n:04d}"
 
 
+def _shares(n: int) -> bool:
+    """Every 10th person of a provider shares the e-mail of that provider's person before them."""
+    return (n // STRIDE) % 10 == 2
+
+
+def _person(provider: str, n: int) -> Person:
+    """Person n; every 10th person of a provider (others) has neither e-mail nor phone, where the
+    provider's mapping takes such a person (Trust's requires an e-mail)."""
+    if (n // STRIDE) % 10 == 0:
+        bare = person(_external_id(n), email=None)
+        if takes(provider, bare):
+            return bare
+    email = f"{_external_id(n - STRIDE if _shares(n) else n)}@example.test"
+    return person(_external_id(n), email=email)
+
+
 def _email(provider: str, n: int) -> str | None:
-    """Every 10th Trust or Palm person shares the e-mail of that provider's person before them; every
-    10th Palm person (others) has neither e-mail nor phone."""
-    if provider == "palm" and n % 40 == 2:
-        return None
-    if (provider == "trust" and n % 40 == 9) or (provider == "palm" and n % 40 == 10):
-        n -= 4  # the previous person of the same provider (people go round-robin to providers)
-    return f"{_external_id(n)}@example.test"
+    return _person(provider, n).email
 
 
 def _partner(provider: str, n: int) -> str | None:
     """The other person sharing this person's e-mail address, if any."""
-    own = f"{_external_id(n)}@example.test"
-    if _email(provider, n) not in (None, own):
-        return _external_id(n - 4)
-    return _external_id(n + 4) if _email(provider, n + 4) == own else None
+    if _shares(n):
+        return _external_id(n - STRIDE)
+    return _external_id(n + STRIDE) if _shares(n + STRIDE) and n + STRIDE < PEOPLE else None
 
 
 def _body(provider: str, n: int) -> dict:
-    external_id, email = _external_id(n), _email(provider, n)
-    if provider == "trust":
-        return {"external_id": external_id, "email": email, "name": "Chaos", "last_name": "Test"}
-    if provider == "palm":
-        return {"external_id": external_id, "vault": {"identity.email": email} if email else {}}
-    return {"external_id": external_id}
+    return request_body(provider, _person(provider, n))
 
 
+# Records no provider takes (cut-off JSON, an id with a space), and some only one refuses.
+PLANTED_EVERYWHERE = ['{"external_id": ', json.dumps({"external_id": "bad id"})]
 PLANTED = {
-    "palenca": ['{"external_id": ', json.dumps({"external_id": "bad id"})],
     "trust": [
         json.dumps({"external_id": "chaos-bad-1", "email": "not-an-email", "name": "A", "last_name": "B"})
     ],
@@ -98,22 +103,13 @@ PLANTED = {
 }
 
 
-def _provider_users(sandbox, provider: str, n: int) -> list[dict]:
-    """The provider's users that are this person (by the provider's own record of who they are)."""
-    emulator = sandbox.emulators[provider]
-    external_id = _external_id(n)
-    if provider == "palenca":
-        return [{"id": u.user_id} for u in emulator.users_with_external_id(external_id)]
-    if provider == "trust":
-        return [{"id": str(u["id"])} for u in emulator.users_with_email(_email(provider, n))]
-    if provider == "palm":
-        return [{"id": u["id"]} for u in emulator.users if u["metadata"].get("external_id") == external_id]
-    return [{"id": emulator.users[external_id]["_id"]}] if external_id in emulator.users else []
+def _planted(provider: str) -> list[str]:
+    return PLANTED_EVERYWHERE + PLANTED.get(provider, [])
 
 
 def _belongs(sandbox, provider: str, n: int, provider_user_id: str) -> bool:
     """Whether the provider user linked to person n is that person at the provider."""
-    return provider_user_id in {u["id"] for u in _provider_users(sandbox, provider, n)}
+    return provider_user_id in sandbox.user_ids(provider, _external_id(n))
 
 
 @pytest.mark.timeout(900)
@@ -122,24 +118,26 @@ def test_every_person_is_provisioned_exactly_once_under_faults(
 ):
     sqs = aws("sqs")
     handlers = {p: load_function(f) for p, (f, _, _) in FUNCTIONS.items()}
-    # Palenca's shared budget and its own limit are tested on their own; here they would only slow things.
-    monkeypatch.setenv("PALENCA_REQUESTS_PER_MINUTE", "1000000")
+    # Shared budgets and the providers' own limits are tested on their own; here they would only slow
+    # things.
+    for info in PROVIDERS:
+        if info.budget is not None:
+            monkeypatch.setenv(info.budget.setting, "1000000")
+            sandbox.emulators[info.name].budget = 1_000_000
     # Hangs and trickles end at each call's deadline: shorter here, so the run stays short.
     monkeypatch.setenv("HTTP_CALL_TIMEOUT", "1.5")
     # A record told to wait past this (an odd Retry-After read as an hour) is dead-lettered as
     # rate_limited, and redriven below as an operator would, instead of holding the run for an hour.
     monkeypatch.setenv("RATE_LIMIT_MAX_WAIT_SECONDS", "60")
-    sandbox.emulators["palenca"].requests_per_minute = 1_000_000
-    for provider in PROVIDERS:
+    for provider in NAMES:
         sandbox.set_faults(provider, seed=7, **FAULTS)
 
     # Each person once, at one provider; every message sent twice (at-least-once delivery).
-    expected: dict[str, list[int]] = {p: [] for p in PROVIDERS}
+    expected: dict[str, list[int]] = {p: [] for p in NAMES}
     for n in range(PEOPLE):
-        provider = PROVIDERS[n % 4]
-        expected[provider].append(n)
+        expected[NAMES[n % STRIDE]].append(n)
     for provider, (_, queue_id, _) in FUNCTIONS.items():
-        bodies = [json.dumps(_body(provider, n)) for n in expected[provider]] + PLANTED[provider]
+        bodies = [json.dumps(_body(provider, n)) for n in expected[provider]] + _planted(provider)
         for _delivery in range(2):
             for start in range(0, len(bodies), 10):
                 chunk = bodies[start : start + 10]
@@ -181,13 +179,13 @@ def test_every_person_is_provisioned_exactly_once_under_faults(
         dead = _all_messages(sqs, stack.refs[dlq_id])
         assert all("failure" in m.get("MessageAttributes", {}) for m in dead)
         for message in dead:
-            if message["Body"] in PLANTED[provider]:
+            if message["Body"] in _planted(provider):
                 continue
             code = json.loads(message["MessageAttributes"]["failure"]["StringValue"])["code"]
             external_id = json.loads(message["Body"])["external_id"]
             reasons.setdefault((provider, external_id), set()).add(code)
-        planted = {m["Body"] for m in dead if m["Body"] in PLANTED[provider]}
-        assert planted == set(PLANTED[provider]), provider
+        planted = {m["Body"] for m in dead if m["Body"] in _planted(provider)}
+        assert planted == set(_planted(provider)), provider
 
     # One link per (provider, person); one person per provider user.
     store = LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
@@ -201,7 +199,7 @@ def test_every_person_is_provisioned_exactly_once_under_faults(
     for provider, numbers in expected.items():
         for n in numbers:
             external_id = _external_id(n)
-            duplicates += max(0, len(_provider_users(sandbox, provider, n)) - 1)
+            duplicates += max(0, sandbox.users_for(provider, external_id) - 1)
             link = linked.get((provider, external_id))
             codes = reasons.get((provider, external_id), set())
             if link is not None:

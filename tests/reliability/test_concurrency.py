@@ -8,45 +8,17 @@ import threading
 import pytest
 
 from provisioner_cli.lambda_runtime import sqs_record
+from provisioning.providers import NAMES, provider
 from provisioning.store import LinkStore
-
-CASES = {
-    "palenca": ("PalencaCreateUserFunction", "PalencaCreateUserQueue", lambda n: {"external_id": f"cc-{n}"}),
-    "palm": (
-        "PalmCreateUserFunction",
-        "PalmCreateUserQueue",
-        lambda n: {"external_id": f"cc-{n}", "vault": {"identity.email": f"cc-{n}@example.test"}},
-    ),
-    "trust": (
-        "TrustCreateUserFunction",
-        "TrustCreateUserQueue",
-        lambda n: {"external_id": f"cc-{n}", "email": f"cc-{n}@example.test", "name": "C", "last_name": "C"},
-    ),
-    "validic": (
-        "ValidicProvisionUserFunction",
-        "ValidicProvisionUserQueue",
-        lambda n: {"external_id": f"cc-{n}"},
-    ),
-}
+from tests.people import body_for
 
 
-def _users(sandbox, provider: str, n: int) -> int:
-    emulator = sandbox.emulators[provider]
-    if provider == "palenca":
-        return len(emulator.users_with_external_id(f"cc-{n}"))
-    if provider in ("palm", "trust"):
-        return len(emulator.users_with_email(f"cc-{n}@example.test"))
-    return int(f"cc-{n}" in emulator.users)
-
-
-@pytest.mark.parametrize("provider", sorted(CASES))
-def test_two_containers_at_once_create_one_provider_user_per_person(
-    load_function, stack, aws, sandbox, provider
-):
-    function_id, queue_id, body = CASES[provider]
+@pytest.mark.parametrize("name", NAMES)
+def test_two_containers_at_once_create_one_provider_user_per_person(load_function, stack, aws, sandbox, name):
+    function_id, queue_id = provider(name).create.function, provider(name).create.queue
     container_a = load_function(function_id)
     container_b = load_function(function_id)  # a second, independent container of the same function
-    sandbox.set_faults(provider, latency_ms=80)  # keep both creates in flight together
+    sandbox.set_faults(name, latency_ms=80)  # keep both creates in flight together
     arn = stack.attrs[f"{queue_id}.Arn"]
     people = range(10)
 
@@ -57,7 +29,7 @@ def test_two_containers_at_once_create_one_provider_user_per_person(
                     {
                         "MessageId": f"{tag}-{n}",
                         "ReceiptHandle": f"rh-{tag}-{n}",
-                        "Body": json.dumps(body(n)),
+                        "Body": json.dumps(body_for(name, f"cc-{n}")),
                     },
                     arn,
                 )
@@ -88,5 +60,5 @@ def test_two_containers_at_once_create_one_provider_user_per_person(
 
     store = LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
     for n in people:
-        assert _users(sandbox, provider, n) == 1, f"cc-{n}"
-        assert store.get(provider, f"cc-{n}").provider_user_id
+        assert sandbox.users_for(name, f"cc-{n}") == 1, f"cc-{n}"
+        assert store.get(name, f"cc-{n}").provider_user_id

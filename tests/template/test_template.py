@@ -8,16 +8,13 @@ import subprocess
 import pytest
 
 from provisioner_cli.template import Template
+from provisioning.providers import NAMES, PROVIDERS, ProviderInfo
 from tests.conftest import ROOT
 
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
-CREATE_FUNCTIONS = {
-    "PalencaCreateUserFunction": ("/palenca/users", "PalencaCreateUserQueue"),
-    "TrustCreateUserFunction": ("/trust/users", "TrustCreateUserQueue"),
-    "PalmCreateUserFunction": ("/palm/users", "PalmCreateUserQueue"),
-    "ValidicProvisionUserFunction": ("/validic/users", "ValidicProvisionUserQueue"),
-    "ValidicInformProvisionUserFunction": ("/validic-inform/users", "ValidicInformProvisionUserQueue"),
-}
+CREATE_FUNCTIONS = {p.create.function: (p.create.route, p.create.queue) for p in PROVIDERS}
+# Dead-letter queues beside the providers' own: the Palenca sync's and the signup rules'.
+OTHER_DLQS = {"PalencaSyncDLQ", "SignupEventsDLQ"}
 
 
 def _resource(template: Template, logical_id: str) -> dict:
@@ -42,15 +39,9 @@ def test_configuration_variables_are_declared(template):
     palenca = template.function("PalencaCreateUserFunction").environment
     assert palenca["PALENCA_SECRET_ID"] == {"Ref": "PalencaSecretId"}
     assert palenca["PALENCA_BASE_URL"] == {"Ref": "PalencaBaseUrl"}
-    assert template.parameters["PalencaBaseUrl"]["Default"] == "https://api.palenca.com"
-    defaults = {
-        "Trust": "https://atenea.trust.lat",
-        "Palm": "https://api.getpalm.com",
-        "Validic": "https://api.validic.com",
-        "ValidicInform": "https://api.v2.validic.com",
-    }
-    for provider, url in defaults.items():
-        assert template.parameters[f"{provider}BaseUrl"]["Default"] == url
+    for info in PROVIDERS:  # every provider's API by default, as the registry says
+        base_url = template.function(info.create.function).environment[info.base_url_variable]
+        assert template.parameters[base_url["Ref"]]["Default"] == info.default_base_url, info.name
 
 
 @pytest.mark.parametrize(("function_id", "route_queue"), CREATE_FUNCTIONS.items())
@@ -236,7 +227,7 @@ def test_every_dead_letter_queue_and_function_has_an_alarm_to_the_alarm_topic(te
     }
     queues = template.of_type("AWS::SQS::Queue")
     dlqs = [q for q in queues if q.endswith("DLQ")]
-    assert len(dlqs) == 7
+    assert set(dlqs) == {p.create.dead_letter_queue for p in PROVIDERS} | OTHER_DLQS
     for dlq in dlqs:
         key = ("ApproximateNumberOfMessagesVisible", str({"Fn::GetAtt": [dlq, "QueueName"]}))
         assert key in watched, f"no alarm on {dlq}"
@@ -262,7 +253,7 @@ def test_dashboard_shows_people_errors_and_latency_per_provider(template):
     body = _resource(template, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
     dashboard = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))
     metrics = [m for w in dashboard["widgets"] for m in w["properties"]["metrics"]]
-    for provider in ("palenca", "trust", "palm", "validic", "validic_inform"):
+    for provider in NAMES:
         for name in ("PeopleProvisioned", "ProviderErrors", "ProviderLatency"):
             assert ["Provisioner", name, "provider", provider, "service", "provisioner"] in [
                 m[:6] for m in metrics
@@ -273,17 +264,14 @@ def test_dashboard_shows_people_errors_and_latency_per_provider(template):
 
 
 def test_signup_rules_route_user_signed_up_to_each_provider_queue(template):
-    from provisioning.providers import BY_FUNCTION
-
-    rules = template.of_type("AWS::Events::Rule")
-    for function_id, (_, queue) in CREATE_FUNCTIONS.items():
-        provider = BY_FUNCTION[function_id].name
-        rule_id = queue.removesuffix("CreateUserQueue").removesuffix("ProvisionUserQueue") + "SignupRule"
-        rule = rules[rule_id]["Properties"]
+    for info in PROVIDERS:
+        rule_id = _signup_rule(template, info)
+        rule = template.resources[rule_id]["Properties"]
+        queue = info.create.queue
         assert rule["EventPattern"]["detail-type"] == ["UserSignedUp"]
         alternatives = rule["EventPattern"]["$or"]
         assert {"detail": {"providers": [{"exists": False}]}} in alternatives
-        assert {"detail": {"providers": [None, provider]}} in alternatives
+        assert {"detail": {"providers": [None, info.name]}} in alternatives
         (target,) = rule["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
         assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["SignupEventsDLQ", "Arn"]}
@@ -291,6 +279,75 @@ def test_signup_rules_route_user_signed_up_to_each_provider_queue(template):
         (statement,) = policy["PolicyDocument"]["Statement"]
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
         assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
+
+
+def _signup_rule(template: Template, info: ProviderInfo) -> str:
+    """Logical id of the one EventBridge rule that routes signups to the provider's queue."""
+    queue_arn = {"Fn::GetAtt": [info.create.queue, "Arn"]}
+    rules = [
+        logical_id
+        for logical_id, rule in template.of_type("AWS::Events::Rule").items()
+        if any(t.get("Arn") == queue_arn for t in rule["Properties"].get("Targets", []))
+    ]
+    assert len(rules) == 1, f"{info.name}: signup rules {rules} target {info.create.queue}"
+    return rules[0]
+
+
+def _alarm_on(template: Template, metric: str, dimension: object) -> str | None:
+    for logical_id, alarm in template.of_type("AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        if props["MetricName"] == metric and [d["Value"] for d in props["Dimensions"]] == [dimension]:
+            return logical_id
+    return None
+
+
+@pytest.mark.parametrize("info", PROVIDERS, ids=NAMES)
+def test_every_registered_provider_is_fully_declared_in_the_template(template, info):
+    """What a provider's registration promises exists: its function (code and events folders), route,
+    queue and DLQ, alarms, dashboard widgets, signup rule, secret and base URL (and budget) settings."""
+    create = info.create
+    function = template.function(create.function)
+    assert function.code_uri == ROOT / "functions" / create.folder
+    assert (ROOT / "functions" / create.folder / "app.py").is_file()
+    assert (ROOT / "events" / create.folder).is_dir()
+    assert {"api.json", "sqs.json", "signup.json"} <= {
+        p.name for p in (ROOT / "events" / create.folder).iterdir()
+    }
+
+    events = {e["Type"]: e["Properties"] for e in function.events.values()}
+    assert (events["Api"]["Path"], events["Api"]["Method"]) == (create.route, "post")
+    assert template.queue_of(create.function) == create.queue
+    redrive = _resource(template, create.queue)["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [create.dead_letter_queue, "Arn"]}
+    assert _resource(template, create.dead_letter_queue)["Type"] == "AWS::SQS::Queue"
+    assert function.environment["QUEUE_URL"] == {"Ref": create.queue}
+    assert function.environment["DEAD_LETTER_QUEUE_URL"] == {"Ref": create.dead_letter_queue}
+
+    dlq_name = {"Fn::GetAtt": [create.dead_letter_queue, "QueueName"]}
+    assert _alarm_on(template, "ApproximateNumberOfMessagesVisible", dlq_name), "no alarm on its DLQ"
+    for metric in ("Errors", "Throttles"):
+        assert _alarm_on(template, metric, {"Ref": create.function}), f"no {metric} alarm"
+
+    body = _resource(template, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    for name in ("PeopleProvisioned", "ProviderErrors", "ProviderLatency"):
+        assert f'"{name}", "provider", "{info.name}"' in body, name
+    assert f'"QueueName", "${{{create.dead_letter_queue}.QueueName}}"' in body
+    for metric in ("Errors", "Throttles"):
+        assert f'"{metric}", "FunctionName", "${{{create.function}}}"' in body, metric
+
+    rule = _signup_rule(template, info)
+    signup_dlq = _resource(template, "SignupEventsDLQPolicy")["Properties"]["PolicyDocument"]
+    sources = signup_dlq["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert {"Fn::GetAtt": [rule, "Arn"]} in sources
+
+    for variable in (info.secret_id_variable, info.base_url_variable):
+        value = function.environment.get(variable)
+        assert isinstance(value, dict), f"{variable} must come from a parameter"
+        assert value["Ref"] in template.parameters, variable
+    if info.budget is not None:
+        budget = function.environment.get(info.budget.setting)
+        assert isinstance(budget, dict), f"{info.budget.setting} must come from a parameter"
+        assert int(template.parameters[budget["Ref"]]["Default"]) == info.budget.requests
 
 
 def test_the_palenca_sync_schedule_retries_and_dead_letters_to_an_encrypted_queue(template, translated):

@@ -9,14 +9,17 @@ from typing import Any
 import pytest
 
 from provisioner_cli.iam import function_roles
-from provisioner_cli.local import ACCOUNT, REGION
-from provisioner_cli.template import Resolver
+from provisioner_cli.local import ACCOUNT, REGION, provider_parameter
+from provisioner_cli.template import Resolver, Template
+from provisioning.providers import PROVIDERS, ProviderInfo
+from tests.conftest import ROOT
 
 ROLE_MANAGED_POLICIES = {
     "AWSLambdaBasicExecutionRole",  # logs: the Lambda service writes the function's log lines
     "AWSXrayWriteOnlyAccess",  # Tracing: Active
 }
 QUEUE_POLLER = "AWSLambdaSQSQueueExecutionRole"  # added by SAM for an SQS event source
+OTHER_FUNCTIONS = ["PalencaListUsersFunction", "ApiDocsFunction"]  # beside the providers' create functions
 
 
 def _of_type(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -84,18 +87,7 @@ def test_every_function_runs_under_its_own_role(translated):
         assert "PermissionsBoundary" not in role["Properties"]
 
 
-@pytest.mark.parametrize(
-    "function",
-    [
-        "PalencaCreateUserFunction",
-        "PalencaListUsersFunction",
-        "TrustCreateUserFunction",
-        "PalmCreateUserFunction",
-        "ValidicProvisionUserFunction",
-        "ValidicInformProvisionUserFunction",
-        "ApiDocsFunction",
-    ],
-)
+@pytest.mark.parametrize("function", [*(p.create.function for p in PROVIDERS), *OTHER_FUNCTIONS])
 def test_each_role_grants_exactly_what_its_function_needs(translated, function):
     role = function_roles(translated, _names(), managed={})[function]
     managed = {name.rsplit("/", 1)[-1] for name in role.managed}
@@ -130,9 +122,12 @@ def _secret(parameter: str) -> tuple[str, str]:
     )
 
 
-def _create(queue: str, secret: str) -> set[tuple[str, str]]:
-    dead_letter_queue = queue.removesuffix("Queue") + "DLQ"
-    return (
+def _create(info: ProviderInfo) -> set[tuple[str, str]]:
+    """A provider's create function: its queue and DLQ, its secret, the shared tables and key; the
+    rate-limit table when it has a budget; the token key when it seals what the provider returns."""
+    queue, dead_letter_queue = info.create.queue, info.create.dead_letter_queue
+    secret = provider_parameter(Template(ROOT / "template.yaml"), info, info.secret_id_variable)
+    grants = (
         USERS
         | IDEMPOTENCY
         | ENCRYPTED_QUEUES
@@ -143,24 +138,16 @@ def _create(queue: str, secret: str) -> set[tuple[str, str]]:
             _secret(secret),
         }
     )
+    if info.budget is not None:
+        grants |= RATE_LIMIT
+    if info.create.load_spec().build_sealer is not None:
+        grants |= {("kms:Encrypt", "TokenEncryptionKey.Arn")}
+    return grants
 
 
-EXPECTED_QUEUE = {
-    "PalencaCreateUserFunction": "PalencaCreateUserQueue",
-    "TrustCreateUserFunction": "TrustCreateUserQueue",
-    "PalmCreateUserFunction": "PalmCreateUserQueue",
-    "ValidicProvisionUserFunction": "ValidicProvisionUserQueue",
-    "ValidicInformProvisionUserFunction": "ValidicInformProvisionUserQueue",
-}
+EXPECTED_QUEUE = {p.create.function: p.create.queue for p in PROVIDERS}
 EXPECTED: dict[str, set[tuple[str, str]]] = {
-    "PalencaCreateUserFunction": _create("PalencaCreateUserQueue", "PalencaSecretId") | RATE_LIMIT,
-    "TrustCreateUserFunction": _create("TrustCreateUserQueue", "TrustSecretId"),
-    "PalmCreateUserFunction": _create("PalmCreateUserQueue", "PalmSecretId"),
-    "ValidicProvisionUserFunction": _create("ValidicProvisionUserQueue", "ValidicSecretId")
-    | {("kms:Encrypt", "TokenEncryptionKey.Arn")},
-    "ValidicInformProvisionUserFunction": _create("ValidicInformProvisionUserQueue", "ValidicInformSecretId")
-    | RATE_LIMIT
-    | {("kms:Encrypt", "TokenEncryptionKey.Arn")},
+    **{p.create.function: _create(p) for p in PROVIDERS},
     "PalencaListUsersFunction": {
         ("dynamodb:GetItem", "UsersTable.Arn"),
         ("dynamodb:PutItem", "UsersTable.Arn"),

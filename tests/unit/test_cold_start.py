@@ -8,15 +8,10 @@ import sys
 
 import pytest
 
+from provisioning.providers import PROVIDERS
 from tests.conftest import ROOT
 
-CREATE_FUNCTIONS = [
-    "palenca_create_user",
-    "trust_create_user",
-    "palm_create_user",
-    "validic_provision_user",
-    "validic_inform_provision_user",
-]
+CREATE_FUNCTIONS = [p.create.folder for p in PROVIDERS]
 # Heavy modules only some paths use: the REST event handler (API Gateway events), Powertools'
 # event data classes, and the X-Ray SDK (Lambda's active tracing needs no SDK).
 ONLY_WHEN_NEEDED = (

@@ -10,28 +10,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
 
-from provisioner_sandbox.app import build_sandbox
-from provisioner_sandbox.palenca import DEFAULT_API_KEY, DEFAULT_WIDGET_ID
-from provisioner_sandbox.palm import API_KEY as PALM_API_KEY
+from provisioner_sandbox.app import build_emulators, build_sandbox
 from provisioner_sandbox.server import ID_KEYS, ODD_RETRY_AFTER, PII_MESSAGE, Sandbox
-from provisioner_sandbox.trust import CLIENT_ID, CLIENT_SECRET
-from provisioner_sandbox.validic import ORG_TOKEN, ORGANIZATION_ID
+from provisioner_sandbox.validic import ORG_TOKEN
+from provisioning.providers import NAMES
 
 pytestmark = pytest.mark.timeout(10)
 
-PROVIDERS = ["palenca", "trust", "palm", "validic"]
-CREATE_PATH = {
-    "palenca": "/palenca/v1/users",
-    "trust": "/trust/users/create",
-    "palm": "/palm/v1/user",
-    "validic": f"/validic/v1/organizations/{ORGANIZATION_ID}/users.json",
-}
+PROVIDERS = list(NAMES)
+CREATE_PATH = {emulator.name: emulator.create_call()[1] for emulator in build_emulators()}
 PALENCA = CREATE_PATH["palenca"]
+# What a provider answers a create with once the user's id is dropped, where the test pins it exactly.
+WITHOUT_ID = {"palenca": {"success": True, "error": None, "data": None}}
 
 
 def _connect(url: str, timeout: float = 5.0) -> http.client.HTTPConnection:
@@ -55,34 +50,39 @@ def _send(
 
 def _create_request(sandbox: Sandbox, provider: str, person: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The body and headers that create ``person`` at ``provider``."""
-    if provider == "palenca":
-        return {"widget_id": DEFAULT_WIDGET_ID, "external_id": person}, {"x-api-key": DEFAULT_API_KEY}
-    if provider == "trust":
-        grant = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "client_credentials"}
-        token = json.loads(_send(sandbox, "POST", "/trust/oauth/token", grant).read())["access_token"]
-        body = {"email": f"{person}@example.test", "name": "Pepa", "last_name": "Pérez"}
-        return body, {"Authorization": f"Bearer {token}"}
-    if provider == "palm":
-        return {"vault": {"identity.email": f"{person}@example.test"}}, {
-            "Authorization": f"Bearer {PALM_API_KEY}"
-        }
-    return {"access_token": ORG_TOKEN, "user": {"uid": person}}, {}
+    return sandbox.emulators[provider].create_request(person)
 
 
 def _create(
     sandbox: Sandbox, provider: str, person: str, timeout: float = 5.0, query: str = ""
 ) -> http.client.HTTPResponse:
     body, headers = _create_request(sandbox, provider, person)
+    credential = urlencode(sandbox.emulators[provider].create_query())
+    if credential:
+        query = f"{query}&{credential}" if query else f"?{credential}"
     return _send(sandbox, "POST", CREATE_PATH[provider] + query, body, headers, timeout)
 
 
 def _users(sandbox: Sandbox, provider: str, person: str) -> int:
-    emulator: Any = sandbox.emulators[provider]
-    if provider == "palenca":
-        return len(emulator.users_with_external_id(person))
-    if provider in ("trust", "palm"):
-        return len(emulator.users_with_email(f"{person}@example.test"))
-    return 1 if person in emulator.users else 0
+    return sandbox.users_for(provider, person)
+
+
+def _paths_to(body: Any, value: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Where ``value`` sits in ``body`` (keys and indexes from the top)."""
+    if body == value:
+        yield at
+    elif isinstance(body, dict):
+        for key, item in body.items():
+            yield from _paths_to(item, value, (*at, key))
+    elif isinstance(body, list):
+        for index, item in enumerate(body):
+            yield from _paths_to(item, value, (*at, index))
+
+
+def _at(body: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        body = body[step]
+    return body
 
 
 def _keys(body: Any) -> Iterator[str]:
@@ -148,8 +148,8 @@ def test_missing_id_answers_success_without_the_users_id_though_the_user_exists(
 
     assert response.status in (200, 201)
     assert not ID_KEYS & set(_keys(body))
-    if provider == "palenca":
-        assert body == {"success": True, "error": None, "data": None}
+    if provider in WITHOUT_ID:
+        assert body == WITHOUT_ID[provider]
     assert _users(sandbox, provider, "noid-1") == 1
     assert sandbox.calls[-1].fault == "missing_id"
 
@@ -334,7 +334,7 @@ def test_redirect_points_at_the_thief_which_records_what_it_receives(sandbox: Sa
     assert (stolen_answer.status, json.loads(stolen_answer.read())) == (200, {})
     [stolen] = sandbox.thief.requests
     assert (stolen.method, stolen.path, stolen.raw_query) == ("POST", PALENCA, "trace=1")
-    assert stolen.headers["x-api-key"] == DEFAULT_API_KEY
+    assert stolen.headers["x-api-key"] == headers["x-api-key"]
     assert json.loads(stolen.body) == body
     assert _users(sandbox, "palenca", "redir-1") == 0
     assert sandbox.calls[-1].fault == "redirect"
@@ -393,13 +393,8 @@ def test_pii_error_carries_personal_data_in_the_providers_own_error_shape(
 
     assert response.status == 422
     assert body.keys() == emulator.error_body(422, "x").keys()
-    main_field = {
-        "palenca": body["error"]["message"] if provider == "palenca" else None,
-        "trust": body.get("message"),
-        "palm": body.get("detail"),
-        "validic": body.get("errors"),
-    }[provider]
-    assert main_field == PII_MESSAGE
+    (message_field,) = _paths_to(emulator.error_body(422, "@message@"), "@message@")
+    assert _at(body, message_field) == PII_MESSAGE  # where the provider puts its error message
     assert _users(sandbox, provider, "pii-1") == 0
     assert sandbox.calls[-1].fault == "pii_error"
 
@@ -417,7 +412,7 @@ def test_pii_error_status_can_be_scripted(sandbox: Sandbox) -> None:
 
 
 def test_each_emulator_answers_errors_in_its_documented_shape(sandbox: Sandbox) -> None:
-    palenca, trust, palm, validic = (sandbox.emulators[p] for p in PROVIDERS)
+    palenca, trust, palm, validic = (sandbox.emulators[p] for p in ("palenca", "trust", "palm", "validic"))
 
     assert palenca.error_body(503, "down") == {
         "success": False,
