@@ -43,16 +43,16 @@ def test_an_emulator_serves_its_create_call_under_its_provider_prefix(name):
 def test_an_emulator_counts_the_users_it_holds_for_a_person(name):
     with build_sandbox() as sandbox:
         emulator = sandbox.emulators[name]
-        assert (emulator.users_for("p-1"), emulator.user_ids("p-1")) == (0, [])
+        assert (emulator.users_for("person-1"), emulator.user_ids("person-1")) == (0, [])
         method, path = emulator.create_call()
-        body, headers = emulator.create_request("p-1")
+        body, headers = emulator.create_request("person-1")
         answer = requests.request(
             method, sandbox.url + path, params=emulator.create_query(), json=body, headers=headers, timeout=5
         )
         assert answer.status_code in (200, 201), answer.text
-        assert emulator.users_for("p-1") == 1
-        assert len(emulator.user_ids("p-1")) == 1
-        assert emulator.users_for("p-2") == 0
+        assert emulator.users_for("person-1") == 1
+        assert len(emulator.user_ids("person-1")) == 1
+        assert emulator.users_for("person-2") == 0
 
 
 @pytest.mark.parametrize("name", [name for name in NAMES if BY_NAME[name].budget is not None])
@@ -68,7 +68,7 @@ def test_a_budgeted_provider_s_emulator_starts_at_the_registry_budget_and_enforc
             window = int(time.time() // budget.window_seconds)
             statuses = []
             for n in range(3):
-                body, headers = emulator.create_request(f"b-{attempt}-{n}")
+                body, headers = emulator.create_request(f"budget-{attempt}-{n}")
                 answer = requests.request(
                     method,
                     sandbox.url + path,
