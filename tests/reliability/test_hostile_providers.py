@@ -30,8 +30,8 @@ PII_PIECES = ["Pepa", "Rangel", "PEPA900101MDFRRN09", "Calle Falsa", "pepa.perez
 
 
 def body_for(name: str, n: int = 1, email: str | None = None, **fields) -> dict:
-    """``name``'s request for the person ``h-<n>`` (their own e-mail address unless given)."""
-    external_id = f"h-{n}"
+    """``name``'s request for the person ``hostile-<n>`` (their own e-mail address unless given)."""
+    external_id = f"hostile-{n}"
     return person_body(name, external_id, email=email or f"{external_id}@example.test", **fields)
 
 
@@ -83,14 +83,14 @@ def test_a_create_committed_but_answered_badly_is_reconciled_not_repeated(
     assert (status, answer["outcome"]) == (201, "reconciled")
     assert users_of(sandbox, provider, body) == 1
     assert sandbox.count(provider, *create_call(sandbox, provider)) == 1
-    assert store.get(provider, "h-1").provider_user_id == answer["provider_user_id"]
+    assert store.get(provider, "hostile-1").provider_user_id == answer["provider_user_id"]
 
 
 @pytest.mark.parametrize("fault", ["html", "missing_id", "truncate", "lose_answer"])
 def test_a_palm_person_nobody_can_look_up_is_held_after_an_unknown_outcome(
     function, sandbox, stack, aws, fault
 ):
-    body = {"external_id": "h-1", "display_name": "No Contact"}  # neither e-mail nor phone
+    body = {"external_id": "hostile-1", "display_name": "No Contact"}  # neither e-mail nor phone
     sandbox.script_fault("palm", *create_call(sandbox, "palm"), fault)
 
     first = post(function, "palm", body)
@@ -131,9 +131,9 @@ def test_two_people_sharing_an_email_are_never_linked_to_one_provider_user(
     assert status == 409
     assert answer["error"]["code"] == "conflict"
     assert "shared@example.test" not in json.dumps(answer)
-    assert "h-1" not in json.dumps(answer)
+    assert "hostile-1" not in json.dumps(answer)
     linked = [link for link in store.scan_links() if link.status == LinkStatus.LINKED]
-    assert [link.external_id for link in linked] == ["h-1"]
+    assert [link.external_id for link in linked] == ["hostile-1"]
 
 
 def test_a_trust_user_is_not_linked_to_a_second_person_even_with_the_same_name(function, sandbox, store):
@@ -144,7 +144,7 @@ def test_a_trust_user_is_not_linked_to_a_second_person_even_with_the_same_name(f
     status, answer, _ = post(function, "trust", second)
 
     assert (status, answer["error"]["code"]) == (409, "conflict")
-    assert store.get("trust", "h-2").status == LinkStatus.PENDING
+    assert store.get("trust", "hostile-2").status == LinkStatus.PENDING
 
 
 def test_trust_already_exist_pages_through_the_search_and_matches_the_email_exactly(function, sandbox):
@@ -240,7 +240,7 @@ def test_a_redirect_is_an_error_naming_the_provider_and_credentials_stay_home(
 
 
 def test_a_redirected_validic_lookup_does_not_send_the_org_token_elsewhere(function, sandbox):
-    sandbox.emulators["validic"].seed_user("h-1")  # the create answers 409: the lookup follows
+    sandbox.emulators["validic"].seed_user("hostile-1")  # the create answers 409: the lookup follows
     lookup = create_call(sandbox, "validic")[1]  # the same path, read
     sandbox.script_fault("validic", "GET", lookup, "redirect", count=20, redirect_status=302)
 
