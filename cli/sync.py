@@ -27,6 +27,12 @@ INVOKE_CONFIG = Config(read_timeout=960, connect_timeout=10, retries={"total_max
 OPTIONS = {"days": "--days", "since": "--since", "until": "--until"}
 
 
+def _option(loc: tuple[str | int, ...]) -> str:
+    """The option of a window field (``("sync", "days")`` is ``--days``)."""
+    name = str(loc[-1]) if loc else "sync"
+    return OPTIONS.get(name, name)
+
+
 def sync_payload(
     days: int | None = None, since: date | None = None, until: date | None = None
 ) -> dict[str, Any]:
@@ -35,6 +41,7 @@ def sync_payload(
     from pydantic import ValidationError
 
     from provisioning.listing import SyncRequest
+    from provisioning.validation import field_errors
 
     window: dict[str, Any] = {}
     if days is not None:
@@ -46,11 +53,8 @@ def sync_payload(
     try:
         request = SyncRequest.model_validate({"sync": window})
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_input=False):
-            name = str(error["loc"][-1]) if error["loc"] else "sync"
-            problems.append(f"{OPTIONS.get(name, name)}: {str(error['msg']).removeprefix('Value error, ')}")
-        raise click.UsageError("; ".join(problems)) from None
+        errors = field_errors(exc, rename=_option, root="sync")
+        raise click.UsageError("; ".join(f"{e.field}: {e.message}" for e in errors)) from None
     return request.model_dump(exclude_none=True)
 
 

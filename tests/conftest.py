@@ -162,12 +162,20 @@ def response_json(response: dict[str, Any]) -> Any:
     return json.loads(response["body"])
 
 
+def send_bodies(
+    sqs: Any, queue_url: str, bodies: list[Any], attributes: dict[str, Any] | None = None
+) -> None:
+    """Send each body (text as is, anything else as JSON) to a queue, with ``attributes``."""
+    for body in bodies:
+        text = body if isinstance(body, str) else json.dumps(body)
+        sqs.send_message(QueueUrl=queue_url, MessageBody=text, MessageAttributes=attributes or {})
+
+
 def send_and_drain(
     sqs: Any, queue_url: str, invoke: Handler, bodies: list[Any], max_batches: int = 50
 ) -> Any:
     """Send bodies to a queue, then poll it like Lambda's event source mapping."""
-    for body in bodies:
-        sqs.send_message(QueueUrl=queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body))
+    send_bodies(sqs, queue_url, bodies)
     return drain_queue(sqs, queue_url, invoke, max_batches=max_batches)
 
 

@@ -16,6 +16,7 @@ from provisioner_cli.bulk import BatchSender, Planned, send_file, validate_file
 from provisioner_cli.main import cli
 from provisioning.providers.palm.client import PalmCreateUserRequest
 from provisioning.providers.trust.client import TrustCreateUserRequest
+from tests.integration.conftest import queue_depth
 
 QUEUES = {
     "palenca": "PalencaCreateUserQueue",
@@ -56,11 +57,6 @@ def write_csv(path: Path, rows: int, bad_line: int | None = None, targeted: bool
                 ]
             )
     return path
-
-
-def queue_depth(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
 
 
 def drain_bodies(sqs: Any, url: str) -> list[dict[str, Any]]:

@@ -9,22 +9,12 @@ from typing import Any
 
 import pytest
 
-from provisioning.store import LinkStore
-from tests.conftest import api_event, dead_letters, response_json, send_and_drain
+from tests.conftest import api_event, dead_letters, response_json, send_and_drain, send_bodies
+from tests.integration.conftest import well_inside_a_window
 
 FUNCTION = "PalencaCreateUserFunction"
 ROUTE = "/palenca/users"
 WIDGET = "feecb679-a3cc-47ef-8fd4-600799f12a39"
-
-
-@pytest.fixture
-def invoke(load_function):
-    return load_function(FUNCTION)
-
-
-@pytest.fixture
-def store(stack, aws):
-    return LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
 
 
 def test_post_creates_user_and_stores_palenca_user_id(invoke, store, sandbox):
@@ -180,8 +170,7 @@ def test_sqs_batch_acknowledges_good_records_and_reports_only_the_malformed_one(
     sqs = aws("sqs")
     queue_url = stack.refs["PalencaCreateUserQueue"]
     bodies = [{"external_id": "q-1"}, "{not json", {"external_id": "q-2"}, {"external_id": "q-3"}]
-    for body in bodies:
-        sqs.send_message(QueueUrl=queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body))
+    send_bodies(sqs, queue_url, bodies)
     from provisioner_cli.lambda_runtime import sqs_record
 
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"])[
@@ -237,8 +226,7 @@ def _well_inside_a_minute_window() -> None:
     """Fixed one-minute windows: start a budget test at least 25 s before the window turns (a
     record whose wait is under the retry policy's 5 s cap is retried in place, so a test running
     slowly near the turn would see the next window)."""
-    if time.time() % 60 > 35:
-        time.sleep(60 - time.time() % 60 + 0.2)
+    well_inside_a_window(latest=35, after_turn=0.2)
 
 
 def test_rate_limited_records_wait_in_the_queue_for_a_later_window_without_failing(
@@ -282,8 +270,7 @@ def test_batch_records_are_provisioned_concurrently(invoke, load_function, stack
     invoke(api_event(ROUTE, {"external_id": "warm-up"}))  # cold start out of the measurement
 
     def timed_batch(prefix: str, invoke: Any) -> float:
-        for n in range(10):
-            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"external_id": f"{prefix}-{n}"}))
+        send_bodies(sqs, queue_url, [{"external_id": f"{prefix}-{n}"} for n in range(10)])
         started = time.monotonic()
         report = send_and_drain(sqs, queue_url, invoke, [], max_batches=1)
         assert report.acknowledged == 10

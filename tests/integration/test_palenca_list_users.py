@@ -10,27 +10,12 @@ import pytest
 
 from provisioner_cli.local import REGION
 from provisioning.errors import InvalidRequest
-from provisioning.store import Link, LinkSource, LinkStore
+from provisioning.store import Link, LinkSource
 from tests.conftest import EVENTS, api_event, response_json
 
 FUNCTION = "PalencaListUsersFunction"
 ROUTE = "/palenca/users/search"
 TODAY = datetime.now(UTC).date()
-
-
-@pytest.fixture
-def invoke(load_function):
-    return load_function(FUNCTION)
-
-
-@pytest.fixture
-def palenca(sandbox):
-    return sandbox.emulators["palenca"]
-
-
-@pytest.fixture
-def store(stack, aws):
-    return LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
 
 
 def _schedule(detail=None):

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from provisioning.store import LinkStore
 from tests.conftest import api_event, response_json, send_and_drain
 
 FUNCTION = "PalmCreateUserFunction"
@@ -21,23 +20,13 @@ VAULT = {
 PERSON = {"external_id": "p-1", "display_name": "Johnny Doerr", "metadata": {"tier": "gold"}, "vault": VAULT}
 
 
-@pytest.fixture
-def invoke(load_function):
-    return load_function(FUNCTION)
-
-
-@pytest.fixture
-def palm(sandbox):
-    return sandbox.emulators["palm"]
-
-
-def test_post_creates_the_palm_user_and_stores_id_status_and_fingerprints(invoke, palm, stack, aws):
+def test_post_creates_the_palm_user_and_stores_id_status_and_fingerprints(invoke, palm, store):
     response = invoke(api_event(ROUTE, PERSON))
 
     assert response["statusCode"] == 201
     created = palm.users_with_email(VAULT["identity.email"])
     assert len(created) == 1
-    link = LinkStore(aws("dynamodb"), stack.refs["UsersTable"]).get("palm", "p-1")
+    link = store.get("palm", "p-1")
     assert link.provider_user_id == created[0]["id"]
     assert link.details["status"] == "active"
     assert link.details["email_fingerprint"] == created[0]["email_fingerprint"]

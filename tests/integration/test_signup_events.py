@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from provisioner_cli.lambda_runtime import drain_queue
-from provisioning.store import LinkStore
 from tests.conftest import EVENTS, dead_letters
 
 QUEUES = {
@@ -48,11 +47,6 @@ def publish(events_client: Any, bus: str, *people: dict[str, Any], source: str =
 @pytest.fixture
 def bus(stack) -> str:
     return stack.refs["SignupEventBus"]
-
-
-@pytest.fixture
-def store(stack, aws) -> LinkStore:
-    return LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
 
 
 def test_each_event_reaches_the_queues_of_the_providers_its_person_targets(stack, aws, bus):

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from provisioner_sandbox.server import Reply
-from provisioning.store import LinkStore
 from tests.conftest import api_event, dead_letters, response_json, send_and_drain
 
 FUNCTION = "TrustCreateUserFunction"
@@ -20,21 +19,6 @@ PERSON = {
     "phone_number": "+56912345678",
     "dni": "12345678-9",
 }
-
-
-@pytest.fixture
-def invoke(load_function):
-    return load_function(FUNCTION)
-
-
-@pytest.fixture
-def trust(sandbox):
-    return sandbox.emulators["trust"]
-
-
-@pytest.fixture
-def store(stack, aws):
-    return LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
 
 
 def test_post_creates_the_trust_user_and_stores_its_id(invoke, trust, store):

@@ -17,7 +17,6 @@ from moto.sqs.models import sqs_backends
 from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import ACCOUNT, REGION
 from provisioning.sealing import KmsSealer, read_token
-from provisioning.store import LinkStore
 from tests.conftest import EVENTS, api_event, dead_letters, response_json, send_and_drain
 
 FUNCTION = "ValidicInformProvisionUserFunction"
@@ -51,11 +50,6 @@ def inform_stack(stack, sandbox, aws, inform):
 @pytest.fixture
 def invoke(inform_stack, load_function):
     return load_function(FUNCTION)
-
-
-@pytest.fixture
-def store(stack, aws):
-    return LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
 
 
 def _sqs_bodies(sample: str) -> list[Any]:

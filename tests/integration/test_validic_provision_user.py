@@ -7,7 +7,6 @@ import json
 import pytest
 
 from provisioning.sealing import KmsSealer, read_token
-from provisioning.store import LinkStore
 from tests.conftest import api_event, response_json, send_and_drain
 
 FUNCTION = "ValidicProvisionUserFunction"
@@ -16,21 +15,6 @@ PERSON = {
     "external_id": "v-1001",
     "profile": {"gender": "F", "birth_year": 1976, "height": 167.5, "weight": 83.9},
 }
-
-
-@pytest.fixture
-def invoke(load_function):
-    return load_function(FUNCTION)
-
-
-@pytest.fixture
-def validic(sandbox):
-    return sandbox.emulators["validic"]
-
-
-@pytest.fixture
-def store(stack, aws):
-    return LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
 
 
 def test_post_provisions_and_stores_the_id_and_the_token_encrypted(invoke, validic, store, stack, aws):

@@ -16,9 +16,9 @@ from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import ACCOUNT, REGION
 from provisioning.providers import PROVIDERS
 from provisioning.ratelimit import WINDOW_S, SharedRateLimiter
-from provisioning.store import LinkStore
 from provisioning.waiting import ATTEMPTS, COME_BACK_AT, WAITING_SINCE
-from tests.conftest import EVENTS, dead_letters
+from tests.conftest import EVENTS, dead_letters, send_bodies
+from tests.integration.conftest import well_inside_a_window
 
 QUEUE, DLQ = "PalencaCreateUserQueue", "PalencaCreateUserDLQ"
 
@@ -38,8 +38,7 @@ def limiter(stack, aws) -> SharedRateLimiter:
 @pytest.fixture(autouse=True)
 def well_inside_a_minute_window() -> None:
     """These tests turn windows over by hand: start them well before the clock does."""
-    if time.time() % WINDOW_S > 30:
-        time.sleep(WINDOW_S - time.time() % WINDOW_S + 1.2)
+    well_inside_a_window(latest=30, after_turn=1.2)
 
 
 def _exhaust(limiter: SharedRateLimiter) -> None:
@@ -89,24 +88,18 @@ def _their_turn(sqs: Any, url: str) -> None:
         sqs.send_message(QueueUrl=url, MessageBody=message.body, MessageAttributes=attributes)
 
 
-def _send(sqs: Any, url: str, bodies: list[Any], attributes: dict[str, Any] | None = None) -> None:
-    for body in bodies:
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body), MessageAttributes=attributes or {})
-
-
 def test_a_batch_under_a_spent_budget_writes_nothing_and_later_creates_without_any_lookup(
-    invoke, stack, aws, sandbox, limiter
+    invoke, stack, aws, sandbox, limiter, store
 ):
     """Five records in one batch, a budget of four already spent by other containers."""
     sqs, url = aws("sqs"), stack.refs[QUEUE]
     _exhaust(limiter)
-    _send(sqs, url, [{"external_id": f"spent-{n}"} for n in range(5)])
+    send_bodies(sqs, url, [{"external_id": f"spent-{n}"} for n in range(5)])
 
     report = drain_queue(sqs, url, invoke, max_batches=1)
 
     assert (report.acknowledged, report.failed) == (5, 0)  # waiting, not failing
     assert sandbox.calls == []
-    store = LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
     assert list(store.scan_links()) == []  # nobody marked pending: nothing was sent
     waiting = _waiting(QUEUE)
     assert len(waiting) == 5
@@ -130,7 +123,7 @@ def test_a_batch_under_a_spent_budget_writes_nothing_and_later_creates_without_a
 
 def test_waits_do_not_use_up_attempts_and_the_dlq_counts_real_ones(invoke, stack, aws, sandbox, limiter):
     sqs, url = aws("sqs"), stack.refs[QUEUE]
-    _send(sqs, url, [{"external_id": "patient"}])
+    send_bodies(sqs, url, [{"external_id": "patient"}])
     for _ in range(5):  # five waits, more than the queue's maxReceiveCount
         _exhaust(limiter)
         drain_queue(sqs, url, invoke, max_batches=1)
@@ -158,7 +151,7 @@ def test_a_record_that_waited_past_the_bound_is_dead_lettered_as_rate_limited(
     sqs, url = aws("sqs"), stack.refs[QUEUE]
     _exhaust(limiter)
     since = time.time() - 590  # ten seconds short of the bound: the next window is past it
-    _send(
+    send_bodies(
         sqs,
         url,
         [{"external_id": "too-long"}],
@@ -184,7 +177,7 @@ def test_a_provider_429_with_retry_after_is_a_wait_not_an_attempt(load_function,
     sqs, url = aws("sqs"), stack.refs["TrustCreateUserQueue"]
     sandbox.script_fault("trust", "POST", "/trust/users/create", "odd_retry_after", retry_after="120")
     person = {"external_id": "slow-down", "email": "slow@example.test", "name": "Ana", "last_name": "Ruiz"}
-    _send(sqs, url, [person])
+    send_bodies(sqs, url, [person])
 
     report = drain_queue(sqs, url, invoke, max_batches=1)
 
@@ -199,11 +192,11 @@ def test_a_provider_429_with_retry_after_is_a_wait_not_an_attempt(load_function,
     assert len(sandbox.emulators["trust"].users_with_email("slow@example.test")) == 1
 
 
-def test_a_copy_received_before_its_turn_goes_back_untouched(invoke, stack, aws, sandbox):
+def test_a_copy_received_before_its_turn_goes_back_untouched(invoke, stack, aws, sandbox, store):
     """A wait longer than SQS's 15-minute delay takes several hops."""
     sqs, url = aws("sqs"), stack.refs[QUEUE]
     turn = time.time() + 2000
-    _send(
+    send_bodies(
         sqs, url, [{"external_id": "later"}], {COME_BACK_AT: {"DataType": "Number", "StringValue": str(turn)}}
     )
 
@@ -213,7 +206,7 @@ def test_a_copy_received_before_its_turn_goes_back_untouched(invoke, stack, aws,
     assert 895 <= waiting["delay"] <= 900  # the longest SQS delay; it comes back for the rest
     assert float(waiting["attributes"][COME_BACK_AT]) == pytest.approx(turn, abs=0.01)
     assert sandbox.calls == []
-    assert list(LinkStore(aws("dynamodb"), stack.refs["UsersTable"]).scan_links()) == []
+    assert list(store.scan_links()) == []
 
 
 @pytest.mark.parametrize("info", PROVIDERS, ids=lambda info: info.name)
@@ -237,7 +230,7 @@ def test_a_record_that_cannot_be_sent_back_waits_in_the_queue_instead(
     sqs, url = aws("sqs"), stack.refs[queue]
     sample = EVENTS / template.function(function).code_uri.name / "sqs.json"
     body = json.loads(json.loads(sample.read_text())["Records"][0]["body"])
-    _send(sqs, url, [{**body, "external_id": f"not-sent-back-{provider.replace('_', '-')}"}])
+    send_bodies(sqs, url, [{**body, "external_id": f"not-sent-back-{provider.replace('_', '-')}"}])
     backend = sqs_backends[ACCOUNT][REGION]
     original = backend.send_message_batch
 

@@ -1,8 +1,9 @@
-"""The provisioning engine: one provider user per (provider, external_id), whatever fails."""
+"""The provisioning engine: one provider user per (provider, external_id), whatever fails.
+
+The engine runs on the in-memory link store (``tests/fakes.py``), held to the DynamoDB store's
+behaviour by ``test_link_store_contract.py``; what only DynamoDB items can show runs on moto."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 import pytest
 
@@ -15,50 +16,15 @@ from provisioning.errors import (
     UnknownOutcomeHeld,
 )
 from provisioning.http import Deadline, RetryPolicy
-from provisioning.models import CreateRequest, ProviderUser
+from provisioning.models import CreateRequest
 from provisioning.provision import Provisioner
-from provisioning.store import Link, LinkSource, LinkStatus, LinkStore
-
-
-class FakeProvider:
-    """A provider that fails as told, and really creates users it may then 'lose the answer' of."""
-
-    provider = "fake"
-
-    def __init__(self, script: list[str], lookup: bool = True) -> None:
-        self.script = list(script)
-        self.users: dict[str, str] = {}
-        self.creates = 0
-        self.lookups = 0
-        self.lookup = lookup
-
-    def can_look_up(self, request: CreateRequest) -> bool:
-        return self.lookup
-
-    def create(self, request: CreateRequest) -> tuple[ProviderUser, LinkSource]:
-        self.creates += 1
-        step = self.script.pop(0) if self.script else "ok"
-        if step == "down":
-            raise ProviderUnavailable("down", provider="fake")
-        if step == "429":
-            raise RateLimited("slow down", provider="fake", retry_after=0.01)
-        if step == "reject":
-            raise ProviderRejected("bad", provider="fake", status=422)
-        user_id = f"fake-{len(self.users) + 1}"
-        self.users[request.external_id] = user_id
-        if step == "lose":
-            raise UnknownOutcome("lost", provider="fake")
-        return ProviderUser(provider_user_id=user_id, details={"n": 1}), LinkSource.CREATED
-
-    def find_existing(self, request: CreateRequest, since: datetime) -> ProviderUser | None:
-        self.lookups += 1
-        user_id = self.users.get(request.external_id)
-        return ProviderUser(provider_user_id=user_id) if user_id else None
+from provisioning.store import LinkStatus
+from tests.fakes import FakeProvider, InMemoryLinkStore, SharedUser
 
 
 @pytest.fixture
-def store(stack, aws):
-    return LinkStore(aws("dynamodb"), stack.refs["UsersTable"])
+def store() -> InMemoryLinkStore:
+    return InMemoryLinkStore()
 
 
 def _provision(store, provider, request_id="p-1", attempts=4):
@@ -186,14 +152,6 @@ def test_a_crash_after_marking_pending_counts_as_unknown(store):
     assert provider.lookups == 1  # looked up before creating
 
 
-class SharedUser(FakeProvider):
-    """A provider whose lookup and 'already exists' answer find one user whoever asks."""
-
-    def create(self, request):
-        self.creates += 1
-        return ProviderUser(provider_user_id="shared-1"), LinkSource.EXISTING
-
-
 def test_one_provider_user_is_never_linked_to_two_people(store):
     provider = SharedUser([])
     first, _ = _provision(store, provider, request_id="p-1")
@@ -208,36 +166,17 @@ def test_one_provider_user_is_never_linked_to_two_people(store):
     assert store.find_by_provider_user_id("fake", "shared-1").external_id == "p-1"
 
 
-def test_a_link_stored_before_claims_existed_still_blocks_a_second_person(store, aws, stack):
+def test_a_link_stored_before_claims_existed_still_blocks_a_second_person(users_table, dynamodb_store):
+    # Genuinely DynamoDB: a link item as written before claims existed, found through the GSI.
     legacy = {
         "external_id": {"S": "p-1"},
         "provider": {"S": "fake"},
         "status": {"S": "linked"},
         "provider_user_id": {"S": "shared-1"},
     }
-    aws("dynamodb").put_item(TableName=stack.refs["UsersTable"], Item=legacy)
+    client, table = users_table
+    client.put_item(TableName=table, Item=legacy)
 
     with pytest.raises(Conflict):
-        _provision(store, SharedUser([]), request_id="p-2")
-
-
-def test_a_link_to_a_provider_user_someone_else_claimed_is_refused_and_nothing_is_written(store):
-    store.save_link(Link(external_id="p-1", provider="fake", provider_user_id="u-9"))
-
-    with pytest.raises(Conflict):
-        store.save_link(Link(external_id="p-2", provider="fake", provider_user_id="u-9"))
-
-    assert store.get("fake", "p-2") is None
-    assert [link.external_id for link in store.scan_links()] == ["p-1"]  # claims are not links
-
-
-def test_a_claim_left_without_its_link_still_names_its_person(store, aws, stack):
-    claim = {"external_id": {"S": "#owner#u-7"}, "provider": {"S": "fake"}, "owner": {"S": "p-1"}}
-    aws("dynamodb").put_item(TableName=stack.refs["UsersTable"], Item=claim)  # a crash before the link
-
-    with pytest.raises(Conflict):
-        store.save_link(Link(external_id="p-2", provider="fake", provider_user_id="u-7"))
-    stored, wrote = store.save_link(Link(external_id="p-1", provider="fake", provider_user_id="u-7"))
-
-    assert wrote
-    assert stored.provider_user_id == "u-7"
+        _provision(dynamodb_store, SharedUser([]), request_id="p-2")
+    assert dynamodb_store.get("fake", "p-2").status == LinkStatus.PENDING

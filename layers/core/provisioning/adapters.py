@@ -26,7 +26,7 @@ from provisioning.errors import (
 from provisioning.models import ProvisionResult
 from provisioning.observability import logger
 from provisioning.privacy import field_name
-from provisioning.validation import error_fields
+from provisioning.validation import field_errors
 from provisioning.waiting import MAX_ATTEMPTS, Pacing, Waiting
 
 JSON = "application/json"
@@ -57,18 +57,6 @@ def parse_json(text: str) -> Any:
         raise json.JSONDecodeError("is not valid JSON: it is nested too deeply", text, 0) from None
     except ValueError:  # e.g. an integer of more than 4,300 digits
         raise json.JSONDecodeError("is not valid JSON: a number is too long", text, 0) from None
-
-
-def field_errors(errors: list[Any]) -> list[FieldError]:
-    """Pydantic-style errors as field errors: never the offending values, names taken from the
-    input bounded and redacted, at most ``validation.MAX_FIELD_ERRORS`` of them."""
-    for err in errors:
-        if err.get("type") == "json_invalid":
-            reason = str((err.get("ctx") or {}).get("error", ""))
-            return [
-                FieldError("body", reason if reason.startswith("is not valid JSON") else "is not valid JSON")
-            ]
-    return error_fields(errors, skip_body=True)
 
 
 def error_answer(error: ProvisioningError) -> dict[str, Any]:
@@ -188,8 +176,7 @@ def validate_body[RequestT: BaseModel](data: dict[str, Any], model: type[Request
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_url=False)
-        raise InvalidRequest(error_fields(errors)) from None
+        raise InvalidRequest(field_errors(exc)) from None
 
 
 @dataclass(frozen=True)

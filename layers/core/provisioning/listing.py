@@ -40,7 +40,7 @@ from provisioning.providers.palenca.client import (
 )
 from provisioning.runtime import Dependencies, LambdaFunction
 from provisioning.store import Link, LinkSource, LinkStore
-from provisioning.validation import error_fields
+from provisioning.validation import field_errors
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -195,7 +195,7 @@ def sync_window(event: dict[str, Any]) -> DateWindow:
         try:
             return SyncRequest.model_validate(event).sync.window()
         except ValidationError as exc:
-            raise InvalidRequest(error_fields(exc.errors(include_input=False))) from None
+            raise InvalidRequest(field_errors(exc)) from None
     # A scheduled event of a rule target without Input: EventBridge always sends detail {}.
     if event.get("detail"):
         window_goes_in_input = 'a scheduled event carries no window: give the target Input {"sync": {...}}'

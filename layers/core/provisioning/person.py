@@ -17,7 +17,7 @@ from pydantic import Field, StringConstraints, ValidationError, field_validator
 from provisioning.errors import FieldError, InvalidRequest
 from provisioning.models import ExternalId, Provider, StrictModel
 from provisioning.providers import NAMES
-from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text, error_fields
+from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text, field_errors
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -79,13 +79,7 @@ def parse_person(data: Any, location: str = "") -> Person:
     try:
         return Person.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequest(validation_errors(exc, location)) from None
-
-
-def validation_errors(exc: ValidationError, location: str = "") -> list[FieldError]:
-    """A pydantic error as field errors, without the offending values (names taken from the
-    input, such as an unknown key, are bounded and redacted)."""
-    return error_fields(exc.errors(include_input=False, include_url=False), location)
+        raise InvalidRequest(field_errors(exc, location)) from None
 
 
 def request_for[RequestT: BaseModel](
@@ -97,9 +91,7 @@ def request_for[RequestT: BaseModel](
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise InvalidRequest(
-            [FieldError(e.field, f"{e.message} (for {provider})") for e in validation_errors(exc)]
-        ) from None
+        raise InvalidRequest(field_errors(exc, suffix=f" (for {provider})")) from None
 
 
 def signup_person(event: dict[str, Any]) -> Person:

@@ -36,7 +36,7 @@ from provisioning.errors import (
 from provisioning.http import Deadline, RetryPolicy, Timeouts, within
 from provisioning.models import CreateRequest, ProviderUser, ProvisionResult
 from provisioning.observability import logger
-from provisioning.store import Link, LinkSource, LinkStatus, LinkStore
+from provisioning.store import Link, Links, LinkSource, LinkStatus
 
 RETRYABLE = (ProviderUnavailable, ProviderTimeout, RateLimited, UnknownOutcome)
 
@@ -71,7 +71,7 @@ class Provisioner[RequestT: CreateRequest]:
     def __init__(
         self,
         operation: CreateOperation[RequestT],
-        store: LinkStore,
+        store: Links,
         policy: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         seal: Callable[[dict[str, str]], dict[str, str]] | None = None,

@@ -28,11 +28,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from provisioning import adapters
-from provisioning.adapters import JSON, field_errors
+from provisioning.adapters import JSON
 from provisioning.errors import FieldError, InvalidRequest, ProvisioningError
 from provisioning.models import ErrorBody, ProvisionResult
 from provisioning.observability import logger
 from provisioning.privacy import field_name
+from provisioning.validation import field_errors
 
 
 class MethodNotAllowed(InvalidRequest):
@@ -99,8 +100,12 @@ def new_rest_app() -> RestResolver:
     @app.exception_handler(RequestValidationError)
     def invalid_body(exc: RequestValidationError) -> Response[str]:
         raw = list(exc.errors())
-        status = 400 if any(e.get("type") == "json_invalid" for e in raw) else 422
-        return error_response(InvalidRequest(field_errors(raw), status=status))
+        for err in raw:
+            if err.get("type") == "json_invalid":
+                reason = str((err.get("ctx") or {}).get("error", ""))
+                message = reason if reason.startswith("is not valid JSON") else "is not valid JSON"
+                return error_response(InvalidRequest([FieldError("body", message)], status=400))
+        return error_response(InvalidRequest(field_errors(raw, skip_body=True)))
 
     @app.not_found
     def no_route(exc: NotFoundError) -> Response[str]:

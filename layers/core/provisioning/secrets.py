@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from provisioning.errors import ConfigurationError
 from provisioning.http import RedactingFilter, redact_in
+from provisioning.validation import field_errors
 
 # botocore logs every response body at DEBUG ("Response body: ..."): GetSecretValue's holds the secret.
 _SECRET_VALUE = re.compile(r'("Secret(?:String|Binary)"\s*+:\s*+)"(?:[^"\\]|\\.)*+"')
@@ -102,8 +103,5 @@ class SecretSource:
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
-            problems = ", ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
-                for err in exc.errors(include_input=False, include_url=False)
-            )
+            problems = ", ".join(f"{e.field}: {e.message}" for e in field_errors(exc, root="value"))
             raise ConfigurationError(f"secret {secret_id} has the wrong shape ({problems})") from None

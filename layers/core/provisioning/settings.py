@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from provisioning.errors import ConfigurationError
 from provisioning.providers import PROVIDERS, provider
+from provisioning.validation import Loc, field_errors
 
 
 class ProviderSettings(BaseModel):
@@ -127,20 +128,23 @@ def flag(variable: str, environ: Mapping[str, str] | None = None) -> bool:
     return env.get(variable, "").strip().lower() == "true"
 
 
+def _variable(loc: Loc) -> str:
+    """The environment variable of a setting's location: ``("providers", "palenca", "base_url")``
+    is ``PALENCA_BASE_URL``, ``("users_table",)`` is ``USERS_TABLE``."""
+    parts = [str(part) for part in loc]
+    if parts[:1] == ["providers"] and len(parts) >= 3:
+        info = provider(parts[1])
+        field = parts[2]
+        return {
+            "base_url": info.base_url_variable,
+            "secret_id": info.secret_id_variable,
+            "requests_per_window": info.budget.setting if info.budget else field.upper(),
+        }.get(field, f"{info.env_prefix}_{field.upper()}")
+    return parts[0].upper() if parts else ""
+
+
 def _variables(exc: ValidationError) -> str:
     """The environment variables a validation error names, with pydantic's reason (never a value)."""
-    names = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err["loc"]]
-        if loc[:1] == ["providers"] and len(loc) >= 3:
-            info = provider(loc[1])
-            field = loc[2]
-            variable = {
-                "base_url": info.base_url_variable,
-                "secret_id": info.secret_id_variable,
-                "requests_per_window": info.budget.setting if info.budget else field.upper(),
-            }.get(field, f"{info.env_prefix}_{field.upper()}")
-        else:
-            variable = loc[0].upper() if loc else "?"
-        names.append(f"{variable} ({err['msg']})")
-    return ", ".join(names)
+    return ", ".join(
+        f"{e.field} ({e.message})" for e in field_errors(exc, rename=_variable, root="environment")
+    )

@@ -21,7 +21,7 @@ import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -74,6 +74,27 @@ class Link(BaseModel):
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Link:
         return cls.model_validate({key: _deserializer.deserialize(value) for key, value in item.items()})
+
+
+class Links(Protocol):
+    """What the engine and the tooling ask of a link store. ``LinkStore`` is the one on DynamoDB;
+    the tests' in-memory one (``tests/fakes.py``) is held to the same behaviour by a contract test."""
+
+    def get(self, provider: str, external_id: str) -> Link | None: ...
+
+    def links_of(self, external_id: str) -> list[Link]: ...
+
+    def find_by_provider_user_id(self, provider: str, provider_user_id: str) -> Link | None: ...
+
+    def mark_pending(self, provider: str, external_id: str) -> Pending: ...
+
+    def settle(self, provider: str, external_id: str, attempts: int) -> None: ...
+
+    def owner_of(self, provider: str, provider_user_id: str) -> str | None: ...
+
+    def save_link(self, link: Link) -> tuple[Link, bool]: ...
+
+    def scan_links(self, page_size: int = 200) -> list[Link]: ...
 
 
 class LinkStore:

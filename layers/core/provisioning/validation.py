@@ -4,13 +4,13 @@ pydantic errors as field errors (bounded, never with the offending values)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, StringConstraints, ValidationError, WithJsonSchema
 
 from provisioning.errors import FieldError
 from provisioning.privacy import field_name
@@ -155,27 +155,52 @@ def no_personal_data(value: str) -> str:
 # -- pydantic errors as field errors -------------------------------------------------------------
 MAX_FIELD_ERRORS = 20
 
+# A location part: a field name, a dict key or an unknown key of the input (str), a list index (int).
+Loc = tuple[str | int, ...]
 
-def _path(loc: Sequence[Any], skip_body: bool) -> str:
-    parts = list(loc)
+
+def _errors(source: ValidationError | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    if isinstance(source, ValidationError):
+        return list(source.errors(include_input=False, include_url=False))
+    return list(source)
+
+
+def _loc(raw: Sequence[Any], skip_body: bool) -> Loc:
+    parts = list(raw)
     if skip_body and parts and parts[0] == "body":
         parts = parts[1:]
     # Parts can come from the caller's input (an unknown key, a dict key): bounded and redacted.
-    return ".".join(field_name(p) if isinstance(p, str) else str(p) for p in parts)
+    return tuple(part if isinstance(part, int) else field_name(str(part)) for part in parts)
 
 
-def error_fields(
-    errors: Sequence[Mapping[str, Any]], location: str = "", skip_body: bool = False
+def field_errors(
+    source: ValidationError | Iterable[Mapping[str, Any]],
+    location: str = "",
+    *,
+    skip_body: bool = False,
+    rename: Callable[[Loc], str] | None = None,
+    suffix: str = "",
+    root: str = "body",
 ) -> list[FieldError]:
-    """Pydantic-style errors (``loc``, ``msg``) as field errors, prefixed with ``location``; never
-    the offending values, at most MAX_FIELD_ERRORS of them (then one saying how many more)."""
+    """A pydantic ``ValidationError`` (or errors already listed, as Powertools' request validation
+    gives them) as field errors: the only reading of pydantic errors in the hub.
+
+    Never the offending values (the input is not even read); names taken from the input (an unknown
+    key, a dict key) bounded and redacted; at most MAX_FIELD_ERRORS of them, then one saying how
+    many more. A field is named by its dotted location (``items.0.email``), or by ``rename`` given
+    the bounded, redacted location parts (settings name environment variables); ``location``
+    prefixes it; ``root`` names the whole input (an empty location). ``skip_body`` drops a leading
+    ``body`` (Powertools puts the request body there). ``suffix`` ends every message
+    (`` (for trust)``); pydantic's "Value error, " prefix is dropped."""
+    errors = _errors(source)
     result = []
     for err in errors[:MAX_FIELD_ERRORS]:
-        path = _path(err.get("loc", ()), skip_body)
-        name = f"{location}.{path}" if location and path else (location or path or "body")
+        loc = _loc(err.get("loc", ()), skip_body)
+        path = rename(loc) if rename else ".".join(str(part) for part in loc)
+        name = f"{location}.{path}" if location and path else (location or path or root)
         message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-        result.append(FieldError(name, message))
+        result.append(FieldError(name, message + suffix))
     if len(errors) > MAX_FIELD_ERRORS:
         more = len(errors) - MAX_FIELD_ERRORS
-        result.append(FieldError(location or "body", f"and {more} more invalid fields"))
+        result.append(FieldError(location or root, f"and {more} more invalid fields{suffix}"))
     return result
