@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from provisioner_cli.lambda_runtime import EventSourceMapping
-from provisioner_cli.operations import queue_depth
+from provisioner_cli.queues import queue_depth
 from provisioning.providers import PROVIDERS
 from provisioning.store import LinkStatus, LinkStore
 from tests.conftest import dead_letters
