@@ -14,7 +14,7 @@ from provisioner_cli.bulk import import_command
 from provisioner_cli.dlq import dlq
 from provisioner_cli.invoke import invoke_function
 from provisioner_cli.local import STATE_FILE, LocalStack, StackState
-from provisioner_cli.stack import resolve_target, target_options
+from provisioner_cli.stack import PROVIDER_WIDTH, resolve_target, target_options
 from provisioner_cli.status import status
 from provisioner_cli.sync import sync_command
 from provisioner_cli.template import Template
@@ -248,12 +248,14 @@ def print_links(found: list[Any]) -> None:
         click.echo("no links")
         return
     rows = sorted(found, key=lambda link: (link.external_id, link.provider))
-    header = f"{'external_id':<24} {'provider':<9} {'status':<8} {'source':<11} provider_user_id"
+    header = (
+        f"{'external_id':<24} {'provider':<{PROVIDER_WIDTH}} {'status':<8} {'source':<11} provider_user_id"
+    )
     click.echo(header)
     click.echo("-" * len(header))
     for link in rows:
         click.echo(
-            f"{link.external_id:<24} {link.provider:<9} {link.status.value:<8} "
+            f"{link.external_id:<24} {link.provider:<{PROVIDER_WIDTH}} {link.status.value:<8} "
             f"{(link.source.value if link.source else '-'):<11} {link.provider_user_id or '-'}"
         )
 

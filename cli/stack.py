@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 # The SQS queue feeding each provider's create function, and its dead-letter queue (logical ids of
 # template.yaml), from the provider registry.
+# Width of a provider column in the commands' tables: the longest registered name.
+PROVIDER_WIDTH = max(len(p.name) for p in PROVIDERS)
 PROVIDER_QUEUES: dict[str, str] = {p.name: p.create.queue for p in PROVIDERS}
 PROVIDER_DLQS: dict[str, str] = {p.name: p.create.dead_letter_queue for p in PROVIDERS}
 

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from provisioner_cli.queues import SIGNUP_DLQ, QueueDepth, queue_depth
-from provisioner_cli.stack import StackTarget, resolve_target, target_options
+from provisioner_cli.stack import PROVIDER_WIDTH, StackTarget, resolve_target, target_options
 from provisioning import ratelimit
 from provisioning.providers import PROVIDERS
 from provisioning.registry import Budget, ProviderInfo
@@ -156,8 +156,8 @@ def status(as_json: bool, no_links: bool, **target: Any) -> None:
         click.echo(json.dumps(result.as_json(), indent=2))
         return
     header = (
-        f"{'provider':<9} {'linked':>8} {'pending':>8} {'queued':>8} {'waiting':>8} {'in flight':>9} "
-        f"{'DLQ':>6}  drains in"
+        f"{'provider':<{PROVIDER_WIDTH}} {'linked':>8} {'pending':>8} {'queued':>8} {'waiting':>8} "
+        f"{'in flight':>9} {'DLQ':>6}  drains in"
     )
     click.echo(header)
     click.echo("-" * len(header))
@@ -165,7 +165,7 @@ def status(as_json: bool, no_links: bool, **target: Any) -> None:
         failed = s.dlq.visible + s.dlq.in_flight
         drain = s.drain.describe() if s.drain and s.drain.windows else "-"
         click.echo(
-            f"{name:<9} {s.links['linked']:>8} {s.links['pending']:>8} {s.queue.visible:>8} "
+            f"{name:<{PROVIDER_WIDTH}} {s.links['linked']:>8} {s.links['pending']:>8} {s.queue.visible:>8} "
             f"{s.queue.delayed:>8} {s.queue.in_flight:>9} {failed:>6}  {drain}"
         )
     click.echo("waiting: records sent back to wait for a provider's rate budget (they use no attempt)")
