@@ -248,28 +248,6 @@ def test_with_the_hour_spent_nothing_is_sent_an_api_call_is_429_and_a_record_wai
     assert dead_letters(aws("sqs"), stack.refs[DLQ]) == []
 
 
-def test_a_record_that_cannot_be_sent_back_waits_in_the_queue_instead(invoke, sandbox, aws, stack):
-    _spend_the_hour(aws, stack)
-    sqs, url = aws("sqs"), stack.refs[QUEUE]
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"external_id": "vi-4004"}))
-    backend = sqs_backends[ACCOUNT][REGION]
-    original = backend.send_message_batch
-
-    def refuse(queue_name: str, entries: Any) -> Any:
-        raise RuntimeError("SendMessageBatch is unavailable")
-
-    backend.send_message_batch = refuse
-    try:
-        report = drain_queue(sqs, url, invoke, max_batches=1, visibility_timeout=0)
-    finally:
-        backend.send_message_batch = original
-
-    assert (report.acknowledged, report.failed) == (0, 1)
-    (message,) = backend.get_queue(QUEUE)._messages
-    assert message.visible_at / 1000 - time.time() > 1  # invisible until its turn, not back at once
-    assert sandbox.count(PROVIDER) == 0
-
-
 # -- the organization token is never written anywhere ---------------------------------------------------
 class _Keep(logging.Handler):
     def __init__(self) -> None:

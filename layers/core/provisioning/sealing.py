@@ -1,12 +1,16 @@
-"""Encryption of credentials a provider returns for one user (Validic's per-user access_token)
-before they are stored, and the decrypting read."""
+"""Encryption of credentials a provider returns for one user (Validic's per-user access_token,
+Validic Inform's marketplace and mobile tokens) before they are stored, and the decrypting read."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from provisioning.errors import ConfigurationError
+
 if TYPE_CHECKING:
+    from provisioning.spec import ProviderDependencies
     from provisioning.store import LinkStore
 
 ENCRYPTION_CONTEXT = {"purpose": "provider-user-token"}
@@ -33,6 +37,21 @@ class KmsSealer:
             )["Plaintext"].decode()
             for name, value in values.items()
         }
+
+
+def token_sealer(title: str) -> Callable[[ProviderDependencies], Callable[[dict[str, str]], dict[str, str]]]:
+    """A spec's ``build_sealer`` for a provider whose answers carry per-user credentials: they are
+    encrypted with the token key (``TOKEN_KMS_KEY_ID``), without which nothing is stored."""
+
+    def build(deps: ProviderDependencies) -> Callable[[dict[str, str]], dict[str, str]]:
+        key_id = deps.settings.token_kms_key_id
+        if not key_id:
+            raise ConfigurationError(
+                f"TOKEN_KMS_KEY_ID is not set: {title} user tokens cannot be stored encrypted"
+            )
+        return KmsSealer(deps.kms, key_id).seal
+
+    return build
 
 
 def read_token(

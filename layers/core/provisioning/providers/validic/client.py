@@ -10,7 +10,6 @@ a credential: it is encrypted with KMS (``TOKEN_KMS_KEY_ID``) before it is store
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,7 +24,7 @@ from pydantic import (
 )
 
 from provisioning import validation
-from provisioning.errors import ConfigurationError, ProviderRejected
+from provisioning.errors import ProviderRejected
 from provisioning.http import (
     ErrorVocabulary,
     ProviderHttp,
@@ -39,7 +38,7 @@ from provisioning.http import (
 from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
 from provisioning.person import Person
 from provisioning.providers.validic import INFO
-from provisioning.sealing import KmsSealer
+from provisioning.sealing import token_sealer
 from provisioning.spec import CreateUserSpec, ProviderDependencies
 
 PROVIDER = INFO.name
@@ -199,15 +198,6 @@ def build_create_user(deps: ProviderDependencies) -> ValidicProvisionUser:
     return ValidicProvisionUser(ValidicClient(deps.http(PROVIDER), secret))
 
 
-def build_sealer(deps: ProviderDependencies) -> Callable[[dict[str, str]], dict[str, str]]:
-    key_id = deps.settings.token_kms_key_id
-    if not key_id:
-        raise ConfigurationError(
-            "TOKEN_KMS_KEY_ID is not set: Validic user tokens cannot be stored encrypted"
-        )
-    return KmsSealer(deps.kms, key_id).seal
-
-
 def from_person(person: Person) -> dict[str, Any]:
     """Validic needs a non-identifying uid (our id); the profile carries no name or contact."""
     profile = {
@@ -229,7 +219,7 @@ CREATE_USER = CreateUserSpec(
     route=INFO.create.route,
     request_model=ValidicProvisionUserRequest,
     build_operation=build_create_user,
-    build_sealer=build_sealer,
+    build_sealer=token_sealer(INFO.title),
     summary="Provision a Validic user for external_id (sent as uid)",
     from_person=from_person,
 )

@@ -17,7 +17,6 @@ credentials: encrypted with KMS (``TOKEN_KMS_KEY_ID``) before they are stored.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import Annotated, Any
@@ -36,7 +35,7 @@ from pydantic import (
 )
 
 from provisioning import validation
-from provisioning.errors import ConfigurationError, ProviderRejected
+from provisioning.errors import ProviderRejected
 from provisioning.http import (
     ErrorVocabulary,
     ProviderHttp,
@@ -50,7 +49,7 @@ from provisioning.http import (
 from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
 from provisioning.person import Person
 from provisioning.providers.validic_inform import INFO
-from provisioning.sealing import KmsSealer
+from provisioning.sealing import token_sealer
 from provisioning.spec import CreateUserSpec, ProviderDependencies
 
 PROVIDER = INFO.name
@@ -301,15 +300,6 @@ def build_create_user(deps: ProviderDependencies) -> ValidicInformProvisionUser:
     return ValidicInformProvisionUser(ValidicInformClient(deps.http(PROVIDER), secret))
 
 
-def build_sealer(deps: ProviderDependencies) -> Callable[[dict[str, str]], dict[str, str]]:
-    key_id = deps.settings.token_kms_key_id
-    if not key_id:
-        raise ConfigurationError(
-            "TOKEN_KMS_KEY_ID is not set: Validic Inform user tokens cannot be stored encrypted"
-        )
-    return KmsSealer(deps.kms, key_id).seal
-
-
 def from_person(person: Person) -> dict[str, Any]:
     """Validic needs a non-identifying uid (our id) and, optionally, where the person lives."""
     body: dict[str, Any] = {"external_id": person.external_id}
@@ -327,7 +317,7 @@ CREATE_USER = CreateUserSpec(
     route=INFO.create.route,
     request_model=ValidicInformProvisionUserRequest,
     build_operation=build_create_user,
-    build_sealer=build_sealer,
+    build_sealer=token_sealer(INFO.title),
     summary="Provision a Validic Inform (v2) user for external_id (sent as uid)",
     from_person=from_person,
 )
