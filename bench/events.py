@@ -4,6 +4,7 @@ body from its sample event (events/<folder>/)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -40,8 +41,10 @@ def sqs_event(queue: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def people(prefix: str, count: int) -> list[dict[str, Any]]:
-    """``count`` people with ids of their own (``prefix``, this run, a number): nothing else."""
+    """``count`` people with ids of their own (``prefix``, this run, a number): nothing else. Ids are
+    letters, digits and single hyphens, which every provider takes (Validic Inform's uid rule)."""
     run = uuid.uuid4().hex[:6]
+    prefix = re.sub(r"[^A-Za-z0-9]+", "-", prefix).strip("-")
     return [{"external_id": f"{prefix}-{run}-{n}"} for n in range(count)]
 
 
