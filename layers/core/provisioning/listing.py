@@ -39,6 +39,7 @@ from provisioning.providers.palenca.client import (
     PalencaUser,
 )
 from provisioning.runtime import Dependencies, LambdaFunction
+from provisioning.spec import provider_secret
 from provisioning.store import Link, LinkSource, LinkStore
 from provisioning.validation import field_errors
 
@@ -328,12 +329,7 @@ class PalencaListUsersFunction(LambdaFunction):
 
     @cached_property
     def client(self) -> PalencaClient:
-        deps = self.deps
-
-        def secret(refresh: bool = False) -> PalencaSecret:
-            return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalencaSecret, refresh=refresh)
-
-        return PalencaClient(deps.http(PROVIDER), secret)
+        return PalencaClient(self.deps.http(PROVIDER), provider_secret(self.deps, PROVIDER, PalencaSecret))
 
     def sync(self, event: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from provisioning.http import ProviderHttp
+    from provisioning.http import ProviderHttp, SecretGetter
     from provisioning.models import CreateRequest
     from provisioning.person import PersonMapping
     from provisioning.provision import CreateOperation
@@ -41,6 +41,18 @@ class ProviderDependencies(Protocol):
     def kms(self) -> Any: ...
 
     def http(self, provider: str) -> ProviderHttp: ...
+
+
+def provider_secret[S: BaseModel](
+    deps: ProviderDependencies, provider: str, model: type[S]
+) -> SecretGetter[S]:
+    """The provider's secret (its ``<NAME>_SECRET_ID``) as ``model``, read through the container's
+    cache; ``refresh=True`` bypasses it (a refused, rotated credential)."""
+
+    def secret(refresh: bool = False) -> S:
+        return deps.secrets.get(deps.settings.secret_id(provider), model, refresh=refresh)
+
+    return secret
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from provisioning.http import (
 from provisioning.models import CreateRequest, LinkSource, ProviderUser
 from provisioning.person import Person
 from provisioning.providers.palenca import INFO
-from provisioning.spec import CreateUserSpec, ProviderDependencies
+from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
 
 PROVIDER = INFO.name
 
@@ -225,9 +225,7 @@ def _provider_user(user: PalencaUser, widget_id: UUID | str | None) -> ProviderU
 def build_create_user(deps: ProviderDependencies) -> PalencaCreateUser:
     """The operation, wired to this container's settings, session and cached secret."""
 
-    def secret(refresh: bool = False) -> PalencaSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalencaSecret, refresh=refresh)
-
+    secret = provider_secret(deps, PROVIDER, PalencaSecret)
     return PalencaCreateUser(PalencaClient(deps.http(PROVIDER), secret), secret)
 
 

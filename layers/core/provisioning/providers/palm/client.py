@@ -42,7 +42,7 @@ from provisioning.http import (
 from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
 from provisioning.person import Person
 from provisioning.providers.palm import INFO
-from provisioning.spec import CreateUserSpec, ProviderDependencies
+from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
 from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text
 
 PROVIDER = INFO.name
@@ -264,9 +264,7 @@ class PalmCreateUser:
 
 
 def build_create_user(deps: ProviderDependencies) -> PalmCreateUser:
-    def secret(refresh: bool = False) -> PalmSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), PalmSecret, refresh=refresh)
-
+    secret = provider_secret(deps, PROVIDER, PalmSecret)
     return PalmCreateUser(PalmClient(deps.http(PROVIDER), secret))
 
 

@@ -34,7 +34,7 @@ from provisioning.http import (
 from provisioning.models import CreateRequest, LinkSource, ProviderUser
 from provisioning.person import Person, require
 from provisioning.providers.trust import INFO
-from provisioning.spec import CreateUserSpec, ProviderDependencies
+from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
 from provisioning.validation import E164Phone, Email, HttpUrlText, Text
 
 PROVIDER = INFO.name
@@ -273,9 +273,7 @@ class TrustCreateUser:
 
 
 def build_create_user(deps: ProviderDependencies) -> TrustCreateUser:
-    def secret(refresh: bool = False) -> TrustSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), TrustSecret, refresh=refresh)
-
+    secret = provider_secret(deps, PROVIDER, TrustSecret)
     return TrustCreateUser(TrustClient(deps.http(PROVIDER), secret))
 
 

@@ -39,7 +39,7 @@ from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictM
 from provisioning.person import Person
 from provisioning.providers.validic import INFO
 from provisioning.sealing import token_sealer
-from provisioning.spec import CreateUserSpec, ProviderDependencies
+from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
 
 PROVIDER = INFO.name
 
@@ -192,9 +192,7 @@ class ValidicProvisionUser:
 
 
 def build_create_user(deps: ProviderDependencies) -> ValidicProvisionUser:
-    def secret(refresh: bool = False) -> ValidicSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), ValidicSecret, refresh=refresh)
-
+    secret = provider_secret(deps, PROVIDER, ValidicSecret)
     return ValidicProvisionUser(ValidicClient(deps.http(PROVIDER), secret))
 
 

@@ -50,7 +50,7 @@ from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictM
 from provisioning.person import Person
 from provisioning.providers.validic_inform import INFO
 from provisioning.sealing import token_sealer
-from provisioning.spec import CreateUserSpec, ProviderDependencies
+from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
 
 PROVIDER = INFO.name
 
@@ -294,9 +294,7 @@ class ValidicInformProvisionUser:
 
 
 def build_create_user(deps: ProviderDependencies) -> ValidicInformProvisionUser:
-    def secret(refresh: bool = False) -> ValidicInformSecret:
-        return deps.secrets.get(deps.settings.secret_id(PROVIDER), ValidicInformSecret, refresh=refresh)
-
+    secret = provider_secret(deps, PROVIDER, ValidicInformSecret)
     return ValidicInformProvisionUser(ValidicInformClient(deps.http(PROVIDER), secret))
 
 
