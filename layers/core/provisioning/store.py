@@ -60,6 +60,9 @@ class Link(BaseModel):
     attempted_at: str | None = None
     attempts: int = 0
     unknown: bool | None = None  # pending: a create may have been sent without a known outcome
+    # pending: its last record was dead-lettered with this report (code, message, attempts, at),
+    # without personal data; cleared when an attempt starts again or the person is linked.
+    failure: dict[str, Any] | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     sealed: dict[str, str] = Field(default_factory=dict)
 
