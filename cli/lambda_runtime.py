@@ -1,14 +1,18 @@
 """What the Lambda service provides around a handler, for running handlers without Docker:
-a context object, loading a handler from its code folder, and an SQS event source mapping."""
+a context object, loading a handler from its code folder, and the SQS and DynamoDB stream event
+source mappings."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import json
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +296,249 @@ class EventSourceMapping:
                 self.stats.invocations += 1
                 self.stats.acknowledged += done
                 self.stats.failed += len(messages) - done
+
+
+# ------------------------------------------------------------------------ DynamoDB stream sources
+def _lambda_value(value: Any) -> Any:
+    """An attribute value as Lambda's event carries it: binary values base64-encoded (boto3 hands
+    them over as bytes)."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {key: _lambda_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_lambda_value(item) for item in value]
+    return value
+
+
+def stream_record(raw: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A DynamoDB stream event record as Lambda's event source mapping builds it from GetRecords."""
+    change = dict(raw.get("dynamodb") or {})
+    created = change.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        change["ApproximateCreationDateTime"] = int(created.timestamp())
+    change = {key: _lambda_value(value) for key, value in change.items()}
+    return {
+        "eventID": raw.get("eventID", uuid.uuid4().hex),
+        "eventName": raw["eventName"],
+        "eventVersion": raw.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": raw.get("awsRegion", REGION),
+        "dynamodb": change,
+        "eventSourceARN": stream_arn,
+    }
+
+
+def sequence_of(record: dict[str, Any]) -> str:
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
+def stream_failure_record(
+    batch: list[dict[str, Any]],
+    shard_id: str,
+    stream_arn: str,
+    attempts: int,
+    function_name: str,
+    function_error: bool,
+) -> dict[str, Any]:
+    """The record Lambda sends to a stream event source's OnFailure destination when a batch's
+    retries are exhausted: where the batch is in the stream, not its records (they stay in the
+    stream for its retention, 24 hours, to be read again)."""
+
+    def arrival(record: dict[str, Any]) -> str:
+        seconds = record["dynamodb"].get("ApproximateCreationDateTime") or time.time()
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(float(seconds)))
+
+    response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+    if function_error:
+        response["functionError"] = "Unhandled"
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "responseContext": response,
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "DDBStreamBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": sequence_of(batch[0]),
+            "endSequenceNumber": sequence_of(batch[-1]),
+            "approximateArrivalOfFirstRecord": arrival(batch[0]),
+            "approximateArrivalOfLastRecord": arrival(batch[-1]),
+            "batchSize": len(batch),
+            "streamArn": stream_arn,
+        },
+    }
+
+
+@dataclass
+class StreamReport:
+    """What a drain of a stream did: invocations, records passed (published or given up),
+    retries, the OnFailure records sent, and the invocation errors seen."""
+
+    invocations: int = 0
+    records: int = 0
+    retries: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    responses: list[Any] = field(default_factory=list)
+
+
+def read_shard(streams: Any, stream_arn: str, shard_id: str, after: str | None) -> list[dict[str, Any]]:
+    """Every record of a shard after sequence number ``after`` (all of them when None)."""
+    kw: dict[str, Any] = (
+        {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+        if after
+        else {"ShardIteratorType": "TRIM_HORIZON"}
+    )
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **kw)["ShardIterator"]
+    records: list[dict[str, Any]] = []
+    while iterator:
+        answer = streams.get_records(ShardIterator=iterator, Limit=1000)
+        if not answer.get("Records"):
+            break
+        records.extend(stream_record(raw, stream_arn) for raw in answer["Records"])
+        iterator = answer.get("NextShardIterator")
+    return records
+
+
+def drain_stream(
+    streams: Any,
+    stream_arn: str,
+    invoke: Callable[[dict[str, Any]], Any],
+    *,
+    batch_size: int = 100,
+    maximum_retry_attempts: int = 10,
+    bisect: bool = True,
+    on_failure: Callable[[dict[str, Any]], None] | None = None,
+    checkpoints: dict[str, str] | None = None,
+    function_name: str = "function",
+    max_invocations: int = 1000,
+) -> StreamReport:
+    """Read a DynamoDB stream like Lambda's event source mapping with ReportBatchItemFailures,
+    from each shard's checkpoint (``checkpoints``: shard id -> last sequence number passed, kept
+    by the caller across drains; absent: TRIM_HORIZON) to its end:
+
+    - a batch of up to ``batch_size`` records is invoked; when it succeeds the checkpoint moves
+      past it;
+    - ``batchItemFailures``: the checkpoint moves to just before the lowest sequence number
+      reported, and the records from there are retried (with ``bisect``, only the rest of that
+      batch first);
+    - an invocation error retries the batch (with ``bisect``, its first half);
+    - after ``maximum_retry_attempts`` retries the batch is given up: its OnFailure record goes to
+      ``on_failure`` (the destination) and the checkpoint moves past it.
+
+    An exception that is not an ``Exception`` (the poller itself dying) propagates with the
+    checkpoint unmoved: the next drain reads the same records again, as Lambda does after a crash."""
+    report = StreamReport()
+    checkpoints = {} if checkpoints is None else checkpoints
+    description = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
+    for shard in description.get("Shards", []):
+        shard_id = shard["ShardId"]
+        pending = read_shard(streams, stream_arn, shard_id, checkpoints.get(shard_id))
+        attempts, limit = 0, batch_size
+        while pending and report.invocations < max_invocations:
+            batch = pending[:limit]
+            report.invocations += 1
+            failed_at: int | None = None
+            error = False
+            try:
+                response = invoke({"Records": batch})
+                report.responses.append(response)
+                reported = [item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])]
+                if reported:
+                    sequences = [sequence_of(record) for record in batch]
+                    lowest = min(reported, key=lambda s: int(s) if str(s).isdigit() else -1)
+                    failed_at = sequences.index(lowest) if lowest in sequences else 0
+            except Exception as exc:  # an invocation error: the whole batch failed
+                report.errors.append(f"{type(exc).__name__}: {exc}")
+                error, failed_at = True, 0
+            if failed_at is None:
+                checkpoints[shard_id] = sequence_of(batch[-1])
+                report.records += len(batch)
+                pending = pending[len(batch) :]
+                attempts, limit = 0, batch_size
+                continue
+            if failed_at > 0:  # the records before the failed one are done
+                checkpoints[shard_id] = sequence_of(batch[failed_at - 1])
+                report.records += failed_at
+                pending, batch = pending[failed_at:], batch[failed_at:]
+                attempts = 0
+            attempts += 1
+            if attempts > maximum_retry_attempts:
+                record = stream_failure_record(batch, shard_id, stream_arn, attempts, function_name, error)
+                report.failures.append(record)
+                if on_failure is not None:
+                    on_failure(record)
+                checkpoints[shard_id] = sequence_of(batch[-1])
+                report.records += len(batch)
+                pending = pending[len(batch) :]
+                attempts, limit = 0, batch_size
+                continue
+            report.retries += 1
+            if bisect:
+                limit = max(1, (len(batch) + 1) // 2) if error else len(batch)
+    return report
+
+
+def stream_source(template: Any, state: Any, function_id: str) -> StreamSource:
+    """A function's DynamoDB stream event source of template.yaml, on the local stack: the stream is
+    read and OnFailure records are sent with the function's own role (as Lambda does), so the role
+    must grant what Lambda needs."""
+    found = template.stream_of(function_id)
+    if found is None:
+        raise KeyError(f"{function_id} has no DynamoDB stream event in {template.path.name}")
+    table, properties = found
+    on_failure = (properties.get("DestinationConfig") or {}).get("OnFailure") or {}
+    destination = on_failure.get("Destination")
+    queue = str(destination["Fn::GetAtt"][0]) if isinstance(destination, dict) else None
+    return StreamSource(
+        function_id=function_id,
+        stream_arn=state.attrs[f"{table}.StreamArn"],
+        batch_size=int(properties.get("BatchSize", 100)),
+        maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
+        bisect=bool(properties.get("BisectBatchOnFunctionError", False)),
+        on_failure_queue_url=state.refs[queue] if queue else None,
+    )
+
+
+@dataclass
+class StreamSource:
+    """One stream event source mapping: its settings, and each shard's checkpoint."""
+
+    function_id: str
+    stream_arn: str
+    batch_size: int = 100
+    maximum_retry_attempts: int = 10  # -1: until the record expires (here: 10,000 retries)
+    bisect: bool = True
+    on_failure_queue_url: str | None = None
+    checkpoints: dict[str, str] = field(default_factory=dict)
+
+    def drain(
+        self, session: Any, invoke: Callable[[dict[str, Any]], Any], endpoint_url: str | None = None
+    ) -> StreamReport:
+        """Pass every new record of the stream to ``invoke``; ``session``: the function's role."""
+        kw: dict[str, Any] = {"endpoint_url": endpoint_url} if endpoint_url else {}
+        streams = session.client("dynamodbstreams", region_name=REGION, **kw)
+        sqs = session.client("sqs", region_name=REGION, **kw)
+
+        def send(record: dict[str, Any]) -> None:
+            if self.on_failure_queue_url:
+                sqs.send_message(QueueUrl=self.on_failure_queue_url, MessageBody=json.dumps(record))
+
+        return drain_stream(
+            streams,
+            self.stream_arn,
+            invoke,
+            batch_size=self.batch_size,
+            maximum_retry_attempts=self.maximum_retry_attempts
+            if self.maximum_retry_attempts >= 0
+            else 10_000,
+            bisect=self.bisect,
+            on_failure=send,
+            checkpoints=self.checkpoints,
+            function_name=self.function_id,
+        )

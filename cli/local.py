@@ -192,12 +192,16 @@ def provision_resources(
         }
         if props.get("GlobalSecondaryIndexes"):
             args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        if props.get("StreamSpecification"):
+            args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         answer = dynamodb.create_table(**args)
         ttl = props.get("TimeToLiveSpecification")
         if ttl:
             dynamodb.update_time_to_live(TableName=logical_id, TimeToLiveSpecification=ttl)
         state.refs[logical_id] = logical_id
         state.attrs[f"{logical_id}.Arn"] = answer["TableDescription"]["TableArn"]
+        if "LatestStreamArn" in answer["TableDescription"]:
+            state.attrs[f"{logical_id}.StreamArn"] = answer["TableDescription"]["LatestStreamArn"]
 
     queues = template.of_type("AWS::SQS::Queue")
     ordered = sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {}))

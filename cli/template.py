@@ -109,6 +109,16 @@ class Template:
                     return str(queue["Fn::GetAtt"][0])
         return None
 
+    def stream_of(self, function_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(logical id of the table, the event's properties) of a function's DynamoDB stream event."""
+        for event in self.function(function_id).events.values():
+            if event.get("Type") == "DynamoDB":
+                properties: dict[str, Any] = event["Properties"]
+                stream = properties["Stream"]
+                if isinstance(stream, dict) and "Fn::GetAtt" in stream:
+                    return str(stream["Fn::GetAtt"][0]), properties
+        return None
+
     def on_failure_queue_of(self, function_id: str) -> str | None:
         """Logical id of the SQS queue a function's failed asynchronous invocations go to."""
         invoke_config = self.function(function_id).event_invoke_config

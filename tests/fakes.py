@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Any
 
 from provisioning.errors import Conflict, ProviderRejected, ProviderUnavailable, RateLimited, UnknownOutcome
 from provisioning.models import CreateRequest, ProviderUser
@@ -60,8 +61,10 @@ class InMemoryLinkStore:
                 attempts=(old.attempts if old else 0) + 1,
                 unknown=True,
             )
-            # An update: attributes it does not set (e.g. an earlier item's details) stay.
+            # An update: attributes it does not set (e.g. an earlier item's details) stay; an
+            # earlier dead-letter report is removed.
             update = link.model_dump(include={"status", "attempted_at", "updated_at", "unknown", "attempts"})
+            update["failure"] = None
             self.items[(provider, external_id)] = old.model_copy(update=update) if old else link
             return Pending(link.model_copy(deep=True), may_exist=old is not None and old.unknown is not False)
 
@@ -73,6 +76,31 @@ class InMemoryLinkStore:
             self.items[(provider, external_id)] = item.model_copy(
                 update={"unknown": False, "updated_at": utc_now()}
             )
+
+    def record_failure(self, provider: str, external_id: str, report: dict[str, Any]) -> bool:
+        now = utc_now()
+        failure = {
+            "code": str(report.get("code") or "failed"),
+            "message": str(report.get("message") or ""),
+            "attempts": int(report.get("attempts") or 0),
+            "at": now,
+        }
+        with self._lock:
+            item = self.items.get((provider, external_id))
+            if item is not None and item.status != LinkStatus.PENDING:
+                return False  # the condition fails: a linked person is never touched
+            if item is None:
+                item = Link(
+                    external_id=external_id,
+                    provider=provider,
+                    status=LinkStatus.PENDING,
+                    created_at=now,
+                    unknown=False,  # no attempt sent anything
+                )
+            self.items[(provider, external_id)] = item.model_copy(
+                update={"failure": failure, "updated_at": now}
+            )
+            return True
 
     def owner_of(self, provider: str, provider_user_id: str) -> str | None:
         with self._lock:

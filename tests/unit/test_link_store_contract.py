@@ -259,3 +259,54 @@ def test_a_pending_record_written_before_the_unknown_flag_counts_as_unknown(back
 
     assert pending.may_exist
     assert pending.link.attempts == 2
+
+
+REPORT = {"code": "invalid_request", "message": "phone: is required by fake", "attempts": 1, "status": 422}
+
+
+def test_a_dead_letter_report_of_an_unknown_person_is_kept_on_a_pending_item(store):
+    assert store.record_failure("fake", "p-1", REPORT) is True
+
+    item = store.get("fake", "p-1")
+    assert item.status == LinkStatus.PENDING
+    assert item.provider_user_id is None
+    assert item.failure["code"] == "invalid_request"
+    assert item.failure["message"] == "phone: is required by fake"
+    assert item.failure["attempts"] == 1
+    assert item.failure["at"]
+    assert set(item.failure) == {"code", "message", "attempts", "at"}
+    assert store.find_by_provider_user_id("fake", "u-1") is None
+    # Nothing was sent for that person: the next attempt need not reconcile first.
+    assert store.mark_pending("fake", "p-1").may_exist is False
+
+
+def test_a_dead_letter_report_never_touches_a_linked_person(store):
+    store.mark_pending("fake", "p-1")
+    linked, _ = store.save_link(_link())
+
+    assert store.record_failure("fake", "p-1", REPORT) is False
+
+    assert store.get("fake", "p-1") == linked
+    assert store.get("fake", "p-1").failure is None
+
+
+def test_a_pending_person_keeps_its_attempts_when_a_report_is_recorded(store):
+    store.mark_pending("fake", "p-1")
+    store.mark_pending("fake", "p-1")
+
+    assert store.record_failure("fake", "p-1", REPORT) is True
+
+    item = store.get("fake", "p-1")
+    assert item.attempts == 2
+    assert item.unknown is True  # an attempt may have created the person: still reconciled first
+    assert item.failure["code"] == "invalid_request"
+
+
+def test_a_new_attempt_clears_the_dead_letter_report(store):
+    store.record_failure("fake", "p-1", REPORT)
+
+    pending = store.mark_pending("fake", "p-1")
+
+    assert pending.link.failure is None
+    assert store.get("fake", "p-1").failure is None
+    assert store.get("fake", "p-1").attempts == 1

@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, NoReturn
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from provisioning.errors import (
     ConfigurationError,
@@ -23,7 +24,7 @@ from provisioning.errors import (
     RateLimited,
     WaitedTooLong,
 )
-from provisioning.models import ProvisionResult
+from provisioning.models import ExternalId, ProvisionResult
 from provisioning.observability import logger
 from provisioning.privacy import field_name
 from provisioning.validation import field_errors
@@ -179,6 +180,29 @@ def validate_body[RequestT: BaseModel](data: dict[str, Any], model: type[Request
         raise InvalidRequest(field_errors(exc)) from None
 
 
+@cache
+def _external_id() -> TypeAdapter[str]:
+    return TypeAdapter(ExternalId)
+
+
+def external_id_of(body: str | None) -> str | None:
+    """Best effort, for a record that could not be parsed: the body's ``external_id``, or a
+    ``UserSignedUp`` event's ``detail.external_id``, when it is a valid ExternalId; else None."""
+    try:
+        data = parse_json(body or "")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    detail = data.get("detail")
+    candidate = detail.get("external_id") if "detail-type" in data and isinstance(detail, dict) else None
+    candidate = candidate if candidate is not None else data.get("external_id")
+    try:
+        return _external_id().validate_python(candidate, strict=True)
+    except ValidationError:
+        return None
+
+
 @dataclass(frozen=True)
 class QueueRecord:
     """The fields of an SQS event record the queue adapter reads. (Powertools' ``SQSRecord`` has
@@ -263,14 +287,20 @@ class DeadLetters:
         except Exception:
             logger.warning("could not delay the record; it returns after the queue's visibility timeout")
 
+    @staticmethod
+    def report(record: QueueRecord, error: ProvisioningError, attempts: int | None = None) -> dict[str, Any]:
+        """The failure report a dead-lettered copy carries (no personal data)."""
+        report = error.report()
+        report["attempts"] = record.receive_count if attempts is None else attempts
+        report["source_message_id"] = record.message_id
+        return report
+
     def send(self, record: QueueRecord, error: ProvisioningError, attempts: int | None = None) -> bool:
         """Dead-letter ``record`` with ``error``'s report; ``attempts``: the real attempts it had
         (receives that failed, not waits; by default this copy's receives)."""
         if not self._dlq_url:
             return False
-        report = error.report()
-        report["attempts"] = record.receive_count if attempts is None else attempts
-        report["source_message_id"] = record.message_id
+        report = self.report(record, error, attempts)
         try:
             self._sqs.send_message(
                 QueueUrl=self._dlq_url,
@@ -332,6 +362,7 @@ def process_queue_batch[RequestT: BaseModel](
     on_dead_letter: Callable[[ProvisioningError], None] | None = None,
     pacing: Pacing | None = None,
     workers: int = 1,
+    record_failure: Callable[[str, dict[str, Any]], Any] | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Provision every record; answer which ones failed, as Lambda's ``ReportBatchItemFailures``
     expects (the rest are acknowledged). ``parse`` turns a body into a request, or None for a
@@ -341,22 +372,37 @@ def process_queue_batch[RequestT: BaseModel](
     A record that must wait for a request budget (``pacing``) is sent back to its queue, delayed
     until its turn, and acknowledged: waiting does not use up its attempts. A transient failure is
     retried by SQS until it has had ``MAX_ATTEMPTS`` real attempts, then dead-lettered with its
-    reason; a permanent one is dead-lettered at once.
+    reason; a permanent one is dead-lettered at once. The report of a record dead-lettered here
+    is also given to ``record_failure`` with the person's external_id (the link store keeps it on
+    the person's item, which publishes ``ProvisioningFailed``): the parsed request's, else the
+    body's ``external_id`` or a ``UserSignedUp`` event's ``detail.external_id`` when it is a valid
+    one; a record without a usable external_id cannot be attributed to anyone and is only
+    dead-lettered. Failing to record the report never stops the dead-lettering.
 
     Powertools' batch utility is not used: whenever pydantic is loaded it imports every parser
     model (~110 ms on each cold start); this keeps its contract in a few lines."""
     waiting: list[Waiting] = []
 
-    def dead_letter(record: QueueRecord, exc: ProvisioningError, attempts: int) -> NoReturn:
+    def dead_letter(
+        record: QueueRecord, exc: ProvisioningError, attempts: int, request: RequestT | None
+    ) -> NoReturn:
         moved = dead_letters.send(record, exc, attempts)
         if moved and on_dead_letter is not None:
             on_dead_letter(exc)
+        if moved and record_failure is not None:
+            external_id = getattr(request, "external_id", None) or external_id_of(record.body)
+            if external_id:
+                try:
+                    record_failure(external_id, DeadLetters.report(record, exc, attempts))
+                except Exception:
+                    logger.warning("could not keep the dead-letter report on the person's link")
         logger.warning("record dead-lettered" if moved else "record failed", extra={"error": exc.report()})
         raise RecordFailed(exc.code) from None
 
     def handle_record(record: QueueRecord) -> str:
         logger.thread_safe_append_keys(message_id=record.message_id)
         attempts = Pacing.attempts_before(record) + 1
+        request: RequestT | None = None
         try:
             if pacing is not None and (early := pacing.early(record)) is not None:
                 waiting.append(early)
@@ -373,14 +419,14 @@ def process_queue_batch[RequestT: BaseModel](
             try:
                 waiting.append(pacing.wait(record, exc))
             except WaitedTooLong as too_long:
-                dead_letter(record, too_long, attempts - 1)
+                dead_letter(record, too_long, attempts - 1, request)
             logger.info("record waits for its turn", extra={"code": exc.code, "sent": exc.sent})
             return "waiting"
         except ProvisioningError as exc:
             if exc.transient and attempts < MAX_ATTEMPTS:
                 logger.warning("record failed; SQS will retry it", extra={"error": exc.report()})
                 raise RecordFailed(exc.code) from None
-            dead_letter(record, exc, attempts)
+            dead_letter(record, exc, attempts, request)
         except Exception:
             logger.exception("unexpected failure; SQS will retry the record")
             raise

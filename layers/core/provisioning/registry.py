@@ -61,6 +61,12 @@ class ProviderInfo:
     credentials: frozenset[str] = frozenset()
     # Keys of its request bodies that are not personal (shown as they are in a DLQ report).
     not_personal: frozenset[str] = frozenset()
+    # Keys of a link's details a client needs next (never personal, never credentials): published
+    # in PersonProvisioned (provisioning/outcomes.py).
+    published_details: frozenset[str] = frozenset()
+    # Sealed credentials a client needs next: published decrypted in PersonProvisioned only when
+    # the stack enables it (OutcomeEventsIncludeMarketplaceUrl).
+    published_credentials: frozenset[str] = frozenset()
     # The secret's keys (SECRET_ID's JSON object), documented and checked by the local stack.
     secret_keys: tuple[str, ...] = field(default_factory=tuple)
 

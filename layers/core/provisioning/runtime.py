@@ -312,6 +312,11 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
     def _count_dead_letter(self, error: ProvisioningError) -> None:
         metrics.add_metric(name="RecordsDeadLettered", unit=MetricUnit.Count, value=1)
 
+    def _record_failure(self, external_id: str, report: dict[str, Any]) -> None:
+        """Keep a dead-lettered record's report on the person's item (the table's stream then
+        publishes ProvisioningFailed)."""
+        self.deps.store.record_failure(self.provider, external_id, report)
+
     def dispatch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         self.idempotency.register_lambda_context(context)
         if _is_sqs(event):
@@ -326,6 +331,7 @@ class CreateUserFunction[RequestT: CreateRequest](LambdaFunction):
                     on_dead_letter=self._count_dead_letter,
                     pacing=self.pacing,
                     workers=self.deps.settings.workers,
+                    record_failure=self._record_failure,
                 )
             )
         return self.api(event, context)

@@ -51,6 +51,9 @@ class Settings(BaseModel):
     dead_letter_queue_url: str | None = None
     queue_url: str | None = None  # the function's own queue (waiting records are sent back to it)
     idempotency_ttl_seconds: int = Field(default=3600, ge=1)
+    signup_event_bus_name: str | None = None  # the hub's bus: UserSignedUp in, outcome events out
+    # PersonProvisioned carries Validic Inform's marketplace URL (a credential) only when true.
+    outcome_events_include_marketplace_url: bool = False
     # How many records of one batch are provisioned at once; one per 64 MB of memory when unset.
     record_concurrency: int | None = Field(default=None, ge=1)
     aws_lambda_function_memory_size: int = Field(default=512, ge=128)

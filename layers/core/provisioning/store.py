@@ -93,6 +93,8 @@ class Links(Protocol):
 
     def settle(self, provider: str, external_id: str, attempts: int) -> None: ...
 
+    def record_failure(self, provider: str, external_id: str, report: dict[str, Any]) -> bool: ...
+
     def owner_of(self, provider: str, provider_user_id: str) -> str | None: ...
 
     def save_link(self, link: Link) -> tuple[Link, bool]: ...
@@ -132,9 +134,10 @@ class LinkStore:
         return Link.from_item(items[0]) if items else None
 
     def mark_pending(self, provider: str, external_id: str) -> Pending:
-        """Record that an attempt starts (it may send a create), in one conditional write that also
-        tells what was there: the person's link when already linked (left unchanged), or the pending
-        record as now stored and whether an earlier attempt may have created the person."""
+        """Record that an attempt starts (it may send a create; an earlier dead-letter report is
+        cleared), in one conditional write that also tells what was there: the person's link when
+        already linked (left unchanged), or the pending record as now stored and whether an
+        earlier attempt may have created the person."""
         now = utc_now()
         try:
             answer = self._client.update_item(
@@ -142,7 +145,7 @@ class LinkStore:
                 Key=_key(provider, external_id),
                 UpdateExpression=(
                     "SET #status = :pending, attempted_at = :now, updated_at = :now, #unknown = :true, "
-                    "created_at = if_not_exists(created_at, :now) ADD attempts :one"
+                    "created_at = if_not_exists(created_at, :now) ADD attempts :one REMOVE failure"
                 ),
                 ConditionExpression="attribute_not_exists(#status) OR #status = :pending",
                 ExpressionAttributeNames={"#status": "status", "#unknown": "unknown"},
@@ -195,6 +198,42 @@ class LinkStore:
                     ":attempts": {"N": str(attempts)},
                 },
             )
+
+    def record_failure(self, provider: str, external_id: str, report: dict[str, Any]) -> bool:
+        """Keep on the person's item the report of a record that was dead-lettered (``failure``:
+        code, message, attempts, at; without personal data), marking the person pending when there
+        was no item yet. A linked person is never touched. Returns whether it was written.
+
+        The write is what publishes ``ProvisioningFailed``: the table's stream carries it to the
+        outcome events function."""
+        now = utc_now()
+        failure = {
+            "code": str(report.get("code") or "failed"),
+            "message": str(report.get("message") or ""),
+            "attempts": int(report.get("attempts") or 0),
+            "at": now,
+        }
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(provider, external_id),
+                UpdateExpression=(
+                    "SET failure = :failure, #status = if_not_exists(#status, :pending), "
+                    "#unknown = if_not_exists(#unknown, :false), "
+                    "created_at = if_not_exists(created_at, :now), updated_at = :now"
+                ),
+                ConditionExpression="attribute_not_exists(#status) OR #status = :pending",
+                ExpressionAttributeNames={"#status": "status", "#unknown": "unknown"},
+                ExpressionAttributeValues={
+                    ":failure": _serializer.serialize(failure),
+                    ":pending": {"S": LinkStatus.PENDING.value},
+                    ":false": {"BOOL": False},  # no item yet: no attempt sent anything
+                    ":now": {"S": now},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def owner_of(self, provider: str, provider_user_id: str) -> str | None:
         """The external_id a provider user is linked to, if any (its claim, or a link stored before

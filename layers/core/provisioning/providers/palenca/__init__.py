@@ -17,5 +17,6 @@ INFO = ProviderInfo(
     # Palenca's account-wide limit, in fixed one-minute windows.
     budget=Budget(requests=120, window_seconds=60, setting="PALENCA_REQUESTS_PER_MINUTE"),
     not_personal=frozenset({"widget_id"}),
+    published_details=frozenset({"widget_id"}),  # the widget a client opens next
     secret_keys=("api_key", "widget_id"),
 )

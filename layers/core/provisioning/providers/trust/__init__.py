@@ -15,5 +15,6 @@ INFO = ProviderInfo(
         spec="provisioning.providers.trust.client:CREATE_USER",
     ),
     not_personal=frozenset({"company_uid", "role", "load_uuid", "invitation"}),
+    published_details=frozenset({"company_uid"}),
     secret_keys=("client_id", "client_secret"),
 )

@@ -19,5 +19,6 @@ INFO = ProviderInfo(
     budget=Budget(requests=2000, window_seconds=3600, setting="VALIDIC_INFORM_REQUESTS_PER_HOUR"),
     credentials=frozenset({"marketplace_token", "marketplace_url", "mobile_token", "token"}),
     not_personal=frozenset({"timezone", "country_code"}),
+    published_credentials=frozenset({"marketplace_url"}),  # the page a person opens next
     secret_keys=("organization_id", "token"),
 )
