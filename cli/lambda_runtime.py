@@ -522,7 +522,13 @@ class StreamSource:
     ) -> StreamReport:
         """Pass every new record of the stream to ``invoke``; ``session``: the function's role."""
         kw: dict[str, Any] = {"endpoint_url": endpoint_url} if endpoint_url else {}
-        streams = session.client("dynamodbstreams", region_name=REGION, **kw)
+        # botocore now addresses streams at <account>.streams-ddb.<region>, which moto's in-process
+        # mock does not route: the regional endpoint answers the same API.
+        streams = session.client(
+            "dynamodbstreams",
+            region_name=REGION,
+            endpoint_url=endpoint_url or f"https://streams.dynamodb.{REGION}.amazonaws.com",
+        )
         sqs = session.client("sqs", region_name=REGION, **kw)
 
         def send(record: dict[str, Any]) -> None:
