@@ -8,7 +8,8 @@ function with its own credentials, so a call the template does not grant is deni
   ``AssumeRole``. The harness itself (tests, tooling) uses an administrator of the account.
 - moto's enforcement is completed where it falls short: it evaluates DynamoDB, KMS, Secrets Manager,
   EventBridge's ``PutEvents`` and ``GetQueueUrl`` against the resource ``*``, and its wildcards know
-  ``*`` only. Here every such request is evaluated against the ARN it touches, with IAM's own wildcards (``*`` and ``?``).
+  ``*`` only. Here every such request is evaluated against the ARN it touches, with IAM's own
+  wildcards (``*`` and ``?``).
 """
 
 from __future__ import annotations

@@ -87,7 +87,8 @@ def test_a_create_through_the_api_publishes_one_person_provisioned_per_link_with
 
     report = drain(stack, source, outcome_events)
 
-    assert report.failures == [] and report.errors == []
+    assert report.failures == []
+    assert report.errors == []
     events = subscriber.events()
     provisioned = [e for e in events if e["detail-type"] == "PersonProvisioned"]
     assert {e["source"] for e in events} == {"provisioner"}
@@ -105,7 +106,8 @@ def test_a_create_through_the_api_publishes_one_person_provisioned_per_link_with
     by_provider = {e["detail"]["provider"]: e["detail"]["details"] for e in provisioned}
     assert by_provider["palenca"] == {"widget_id": sandbox_credentials()["palenca"]["widget_id"]}
     assert by_provider["validic_inform"] == {}, "the marketplace URL only when the stack enables it"
-    assert by_provider["validic"] == {} and by_provider["palm"] == {}
+    assert by_provider["validic"] == {}
+    assert by_provider["palm"] == {}
     assert set(by_provider["trust"]) <= {"company_uid"}
 
     published = json.dumps(events)
@@ -164,7 +166,8 @@ def test_the_publisher_dying_after_put_events_before_its_checkpoint_republishes_
     drain(stack, source, outcome_events)
 
     both = subscriber.details("PersonProvisioned")
-    assert len(first) == 1 and len(both) == 2, "at least once: the batch is published again"
+    assert len(first) == 1
+    assert len(both) == 2, "at least once: the batch is published again"
     assert both[0] == both[1], "the same event, event_id included: consumers dedupe by it"
 
 
@@ -177,7 +180,7 @@ class FlakyBus:
         self.client, self.refused, self.failures = client, refused, failures
         self.calls: list[list[str]] = []
 
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         people = [json.loads(e["Detail"])["external_id"] for e in Entries]
         self.calls.append(people)
         if self.failures <= 0 or self.refused not in people:
@@ -218,12 +221,14 @@ def test_put_events_partially_failing_is_retried_from_the_failed_record_and_noth
 
     report = drain(stack, source, invoke)
 
-    assert report.failures == [] and report.retries == 2
+    assert report.failures == []
+    assert report.retries == 2
     assert bus.calls == [people, people[1:], people[1:]], "each retry starts at the refused record"
     received = [d["external_id"] for d in subscriber.details("PersonProvisioned")]
     assert set(received) == set(people), "nothing lost"
     assert len(received) == 3 + 2 + 3, "accepted entries after a refused one are published again"
-    assert received[:1] == ["out-p0"] and received[-3:] == people[1:], "in stream order, once accepted"
+    assert received[:1] == ["out-p0"]
+    assert received[-3:] == people[1:], "in stream order, once accepted"
 
 
 def test_put_events_failing_past_the_retries_sends_the_batch_s_place_to_the_dlq(
@@ -243,7 +248,8 @@ def test_put_events_failing_past_the_retries_sends_the_batch_s_place_to_the_dlq(
     assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
     info = record["DDBStreamBatchInfo"]
     assert info["streamArn"] == stack.attrs["UsersTable.StreamArn"]
-    assert info["batchSize"] >= 1 and int(info["startSequenceNumber"]) <= int(info["endSequenceNumber"])
+    assert info["batchSize"] >= 1
+    assert int(info["startSequenceNumber"]) <= int(info["endSequenceNumber"])
     received = [d["external_id"] for d in subscriber.details("PersonProvisioned")]
     assert received == ["out-x0"], "the events before the failed one were published"
 
@@ -263,7 +269,8 @@ def test_a_dead_lettered_signup_records_its_failure_and_publishes_provisioning_f
     assert queue_depth(sqs, stack.refs[info.create.queue]) == 0
     assert len(dead_letters(sqs, stack.refs[info.create.dead_letter_queue])) == 2
     link = store.get("trust", "out-f1")
-    assert link.status == LinkStatus.PENDING and link.failure["code"] == "validation_error"
+    assert link.status == LinkStatus.PENDING
+    assert link.failure["code"] == "validation_error"
     assert [item for item in store.scan_links() if item.external_id != "out-f1"] == [], (
         "a record without a usable external_id cannot be attributed: nothing is recorded"
     )
@@ -272,7 +279,8 @@ def test_a_dead_lettered_signup_records_its_failure_and_publishes_provisioning_f
 
     [failed] = subscriber.details("ProvisioningFailed")
     assert set(failed) == FAILED_FIELDS
-    assert failed["external_id"] == "out-f1" and failed["provider"] == "trust"
+    assert failed["external_id"] == "out-f1"
+    assert failed["provider"] == "trust"
     assert failed["code"] == "validation_error"
     assert "email" in failed["message"]
     assert failed["attempts"] == 1

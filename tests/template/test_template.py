@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 CREATE_FUNCTIONS = {p.create.function: (p.create.route, p.create.queue) for p in PROVIDERS}
 # Dead-letter queues beside the providers' own: the Palenca sync's and the signup rules'.
-OTHER_DLQS = {"PalencaSyncDLQ", "SignupEventsDLQ"}
+OTHER_DLQS = {"PalencaSyncDLQ", "SignupEventsDLQ", "OutcomeEventsDLQ"}
 
 
 def _resource(template: Template, logical_id: str) -> dict:
@@ -112,6 +112,9 @@ def test_events_folder_has_ready_events_for_every_function(template):
     for logical_id in template.functions():
         folder = ROOT / "events" / template.function(logical_id).code_uri.name
         names = {p.name for p in folder.glob("*.json")}
+        if template.stream_of(logical_id):  # invoked by a DynamoDB stream only
+            assert "stream.json" in names, logical_id
+            continue
         assert "api.json" in names, logical_id
         if logical_id in CREATE_FUNCTIONS:
             assert "sqs.json" in names, logical_id

@@ -19,7 +19,9 @@ ROLE_MANAGED_POLICIES = {
     "AWSXrayWriteOnlyAccess",  # Tracing: Active
 }
 QUEUE_POLLER = "AWSLambdaSQSQueueExecutionRole"  # added by SAM for an SQS event source
-OTHER_FUNCTIONS = ["PalencaListUsersFunction", "ApiDocsFunction"]  # beside the providers' create functions
+STREAM_POLLER = "AWSLambdaDynamoDBExecutionRole"  # added by SAM for a DynamoDB stream event source
+# Beside the providers' create functions.
+OTHER_FUNCTIONS = ["PalencaListUsersFunction", "ApiDocsFunction", "OutcomeEventsFunction"]
 
 
 def _of_type(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -67,13 +69,22 @@ def test_every_queue_has_a_dead_letter_queue_or_is_one(translated):
 
 
 def test_every_event_source_reads_a_queue_with_a_dead_letter_queue(translated):
+    """A queue's failed records go to its DLQ (redrive policy); a stream's failed batches to the
+    mapping's OnFailure destination, after bounded retries."""
     queues = _of_type(translated, "AWS::SQS::Queue")
     mappings = _of_type(translated, "AWS::Lambda::EventSourceMapping")
     assert mappings
     for mapping in mappings.values():
-        queue = mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
-        assert "RedrivePolicy" in queues[queue]["Properties"], queue
-        assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        properties = mapping["Properties"]
+        source, attribute = properties["EventSourceArn"]["Fn::GetAtt"]
+        assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        if attribute == "StreamArn":
+            destination = properties["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+            assert destination in queues, source
+            assert 0 <= properties["MaximumRetryAttempts"] <= 100, source
+            assert properties["BisectBatchOnFunctionError"] is True, source
+            continue
+        assert "RedrivePolicy" in queues[source]["Properties"], source
 
 
 def test_every_function_runs_under_its_own_role(translated):
@@ -92,6 +103,7 @@ def test_each_role_grants_exactly_what_its_function_needs(translated, function):
     role = function_roles(translated, _names(), managed={})[function]
     managed = {name.rsplit("/", 1)[-1] for name in role.managed}
     pollers = {QUEUE_POLLER} if function in EXPECTED_QUEUE else set()
+    pollers |= {STREAM_POLLER} if function in STREAM_FUNCTIONS else set()
     assert managed == ROLE_MANAGED_POLICIES | pollers
     assert role.grants() == EXPECTED[function]
 
@@ -158,7 +170,17 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     }
     | ENCRYPTED_QUEUES,
     "ApiDocsFunction": set(),
+    # Publishes to the hub's bus; Lambda reads the stream of the table encrypted with the hub key and
+    # sends failed batches to the encrypted OutcomeEventsDLQ with its role (SAM grants the SendMessage).
+    # With OutcomeEventsIncludeMarketplaceUrl also kms:Decrypt on TokenEncryptionKey (a condition).
+    "OutcomeEventsFunction": {
+        # The bus EventBusName names (the stack creates its own when it is empty: SignupEventBus.Arn).
+        ("events:PutEvents", f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/EventBusName"),
+        ("sqs:SendMessage", "OutcomeEventsDLQ.Arn"),
+    }
+    | ENCRYPTED_QUEUES,
 }
+STREAM_FUNCTIONS = {"OutcomeEventsFunction"}
 
 
 def test_key_policies_grant_services_only_on_behalf_of_this_account(translated):
@@ -173,3 +195,16 @@ def test_key_policies_grant_services_only_on_behalf_of_this_account(translated):
             if service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
                 assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
                 assert "aws:SourceArn" in condition["ArnLike"], f"{logical_id}/{statement['Sid']}"
+
+
+def test_outcome_events_may_decrypt_the_marketplace_url_only_when_the_stack_enables_it(translated):
+    for include in (False, True):
+        names = Resolver(
+            {},
+            {},
+            {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"},
+            {"CreateEventBus": True, "IncludeMarketplaceUrl": include},
+        )
+        grants = function_roles(translated, names, managed={})["OutcomeEventsFunction"].grants()
+        assert ("events:PutEvents", "SignupEventBus.Arn") in grants
+        assert (("kms:Decrypt", "TokenEncryptionKey.Arn") in grants) is include
