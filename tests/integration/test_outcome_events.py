@@ -287,3 +287,32 @@ def test_a_dead_lettered_signup_records_its_failure_and_publishes_provisioning_f
     for value in personal_values(bare) - {"out-f1"}:  # its national_id is its external_id here
         assert value not in json.dumps(failed)
     assert subscriber.details("PersonProvisioned") == []
+
+
+@pytest.fixture
+def marketplace_stack(request, monkeypatch):
+    """The stack deployed with OutcomeEventsIncludeMarketplaceUrl=true (its role then may decrypt)."""
+    from provisioner_cli import local
+
+    monkeypatch.setitem(local.LOCAL_OVERRIDES, "OutcomeEventsIncludeMarketplaceUrl", "true")
+    return request.getfixturevalue("stack")
+
+
+def test_the_marketplace_url_is_published_only_when_the_stack_enables_it(
+    marketplace_stack, template, load_function, sandbox, caplog
+):
+    stack = marketplace_stack
+    subscriber = Subscriber.create(stack)
+    info = next(p for p in PROVIDERS if p.published_credentials)
+    create_through_api(load_function, info, "out-m1")
+    user = next(iter(sandbox.emulators[info.name].users.values()))
+    caplog.clear()
+
+    drain(stack, outcome_source(template, stack), load_function(FUNCTION))
+
+    [published] = subscriber.details("PersonProvisioned")
+    assert published["details"] == {"marketplace_url": user["marketplace"]["url"]}
+    # The URL carries the marketplace token (that is why it is opt-in); the mobile token never goes.
+    assert user["mobile"]["token"] not in json.dumps(published)
+    logs = json.dumps([vars(record) for record in caplog.records], default=str)
+    assert user["marketplace"]["url"] not in logs

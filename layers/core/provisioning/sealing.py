@@ -31,9 +31,13 @@ class KmsSealer:
         return sealed
 
     def unseal(self, values: dict[str, str]) -> dict[str, str]:
+        # The key is named although a symmetric ciphertext carries it: the call is then authorised
+        # on that key alone, and refused for a ciphertext of any other.
         return {
             name: self._kms.decrypt(
-                CiphertextBlob=base64.b64decode(value), EncryptionContext=ENCRYPTION_CONTEXT
+                KeyId=self._key_id,
+                CiphertextBlob=base64.b64decode(value),
+                EncryptionContext=ENCRYPTION_CONTEXT,
             )["Plaintext"].decode()
             for name, value in values.items()
         }
