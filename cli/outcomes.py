@@ -97,3 +97,14 @@ class Subscriber:
     def details(self, detail_type: str | None = None) -> list[dict[str, Any]]:
         """The ``detail`` of every event received (of ``detail_type`` only, when given)."""
         return [e["detail"] for e in self.events() if detail_type is None or e["detail-type"] == detail_type]
+
+
+def summary(event: dict[str, Any]) -> str:
+    """One line for an outcome event (the demo's), without its event_id."""
+    detail = event.get("detail") or {}
+    who = f"{detail.get('provider')} {detail.get('external_id')}"
+    if event.get("detail-type") == "PersonProvisioned":
+        details = " ".join(f"{key}={value}" for key, value in sorted((detail.get("details") or {}).items()))
+        line = f"PersonProvisioned  {who} -> {detail.get('provider_user_id')} ({detail.get('outcome')})"
+        return f"{line} {details}".rstrip()
+    return f"{event.get('detail-type')} {who}: {detail.get('code')}: {detail.get('message')}"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from provisioner_cli.lambda_runtime import StreamSource
-from provisioner_cli.outcomes import Subscriber, function_session, outcome_source
+from provisioner_cli.outcomes import Subscriber, function_session, outcome_source, summary
 from provisioner_sandbox.app import sandbox_credentials
 from provisioning.providers import PROVIDERS
 from provisioning.store import LinkStatus
@@ -104,7 +104,12 @@ def test_a_create_through_the_api_publishes_one_person_provisioned_per_link_with
         assert detail["linked_at"].endswith("Z")
         assert len(detail["event_id"]) == 32
     by_provider = {e["detail"]["provider"]: e["detail"]["details"] for e in provisioned}
-    assert by_provider["palenca"] == {"widget_id": sandbox_credentials()["palenca"]["widget_id"]}
+    widget_id = sandbox_credentials()["palenca"]["widget_id"]
+    assert by_provider["palenca"] == {"widget_id": widget_id}
+    palenca = next(e for e in provisioned if e["detail"]["provider"] == "palenca")
+    palenca_id = answers["palenca"]["provider_user_id"]
+    line = f"PersonProvisioned  palenca out-1 -> {palenca_id} (created) widget_id={widget_id}"
+    assert summary(palenca) == line
     assert by_provider["validic_inform"] == {}, "the marketplace URL only when the stack enables it"
     assert by_provider["validic"] == {}
     assert by_provider["palm"] == {}
@@ -287,6 +292,8 @@ def test_a_dead_lettered_signup_records_its_failure_and_publishes_provisioning_f
     for value in personal_values(bare) - {"out-f1"}:  # its national_id is its external_id here
         assert value not in json.dumps(failed)
     assert subscriber.details("PersonProvisioned") == []
+    [event] = subscriber.events()
+    assert summary(event) == "ProvisioningFailed trust out-f1: validation_error: email: is required by trust"
 
 
 @pytest.fixture
