@@ -134,7 +134,12 @@ def test_an_invalid_person_is_dead_lettered_naming_the_field(stack, aws, bus, lo
     assert "detail.phone" in message
     assert "detail.nickname" in message
     assert "5512345678" not in message, "the reason must not repeat personal data"
-    assert store.links_of("sig-5") == []
+    # Not linked; the report is kept on the person's item (it publishes ProvisioningFailed).
+    [pending] = store.links_of("sig-5")
+    assert pending.provider_user_id is None
+    assert pending.status == "pending"
+    assert pending.failure["code"] == "validation_error"
+    assert pending.failure["message"] == message
 
 
 def test_a_queued_event_for_a_provider_the_person_does_not_target_is_acknowledged(
