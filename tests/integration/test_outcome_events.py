@@ -192,8 +192,8 @@ class FlakyBus:
             return self.client.put_events(Entries=Entries)
         self.failures -= 1
         index = people.index(self.refused)
-        accepted = self.client.put_events(Entries=Entries[:index] + Entries[index + 1 :])
-        answers = list(accepted["Entries"]) if index < len(Entries) - 1 or index > 0 else []
+        others = Entries[:index] + Entries[index + 1 :]
+        answers = list(self.client.put_events(Entries=others)["Entries"]) if others else []
         answers.insert(index, {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"})
         return {"FailedEntryCount": 1, "Entries": answers}
 
@@ -237,7 +237,7 @@ def test_put_events_partially_failing_is_retried_from_the_failed_record_and_noth
 
 
 def test_put_events_failing_past_the_retries_sends_the_batch_s_place_to_the_dlq(
-    stack, load_function, subscriber, source, aws
+    stack, load_function, subscriber, source, aws, caplog
 ):
     create_through_api(load_function, PROVIDERS[0], "out-x0")
     create_through_api(load_function, PROVIDERS[0], "out-x1")
@@ -247,6 +247,8 @@ def test_put_events_failing_past_the_retries_sends_the_batch_s_place_to_the_dlq(
 
     assert report.retries == source.maximum_retry_attempts
     assert len(report.failures) == 1
+    assert report.errors == [], "reported as a batch item failure, never a crashed invocation"
+    assert "PutEvents failed" not in caplog.text, "each retry was an entry PutEvents refused"
     messages = aws("sqs").receive_message(QueueUrl=stack.refs["OutcomeEventsDLQ"], MaxNumberOfMessages=10)
     [message] = messages["Messages"]
     record = json.loads(message["Body"])

@@ -183,3 +183,66 @@ def test_a_call_holds_at_most_ten_events_and_never_two_of_one_person_and_provide
 )
 def test_the_external_id_of_a_record_that_could_not_be_parsed_is_taken_only_when_valid(body, expected):
     assert external_id_of(body) == expected
+
+
+class _Bus:
+    """PutEvents answering from a script: "ok", "refuse:<n>" (entry n refused) or "raise"."""
+
+    def __init__(self, *script: str) -> None:
+        self.script = list(script)
+        self.calls: list[list[str]] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append([json.loads(e["Detail"])["external_id"] for e in Entries])
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "raise":
+            raise ConnectionError("the bus is unreachable")
+        answers: list[dict[str, Any]] = [{"EventId": str(n)} for n in range(len(Entries))]
+        if step.startswith("refuse:"):
+            answers[int(step.split(":")[1])] = {"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}
+            return {"FailedEntryCount": 1, "Entries": answers}
+        return {"FailedEntryCount": 0, "Entries": answers}
+
+
+def _linked(n: int) -> dict[str, Any]:
+    link = Link(external_id=f"p-{n}", provider="palm", provider_user_id=f"pu-{n}", source="created")
+    return record(link, name="INSERT", sequence=100 + n)
+
+
+def test_a_put_events_call_that_raises_is_reported_from_its_first_record_and_later_calls_wait():
+    from provisioning.outcomes import OutcomePublisher
+
+    bus = _Bus("ok", "raise")
+    records = [_linked(n) for n in range(15)]
+
+    published = OutcomePublisher(bus, "hub").publish(records)
+
+    assert bus.calls == [[f"p-{n}" for n in range(10)], [f"p-{n}" for n in range(10, 15)]]
+    assert published.events == 10
+    assert published.failed_at == "110"
+
+
+def test_a_refused_entry_is_reported_and_no_later_call_is_made():
+    from provisioning.outcomes import OutcomePublisher
+
+    bus = _Bus("refuse:3")
+    records = [_linked(n) for n in range(15)]
+
+    published = OutcomePublisher(bus, "hub").publish(records)
+
+    assert len(bus.calls) == 1
+    assert published.failed_at == "103"
+    assert published.events == 3
+
+
+def test_a_record_that_cannot_be_read_stops_the_batch_there_after_publishing_the_ones_before():
+    from provisioning.outcomes import OutcomePublisher
+
+    broken = _linked(2)
+    broken["dynamodb"]["NewImage"]["attempts"] = {"S": "not a number"}
+    bus = _Bus()
+
+    published = OutcomePublisher(bus, "hub").publish([_linked(0), _linked(1), broken, _linked(3)])
+
+    assert bus.calls == [["p-0", "p-1"]]
+    assert published.failed_at == "102"
