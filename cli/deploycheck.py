@@ -194,6 +194,7 @@ MOTO_FIXES = [
     "an AWS::KMS::Key's KeyPolicy is stored as JSON text (moto stored the object: every KMS call on the key "
     "failed)",
     "an AWS::IAM::Role's inline policy documents are stored as JSON text (moto stored Python's repr of them)",
+    "an AWS::NoValue item of a role's policy statements is left out (moto kept it as null)",
 ]
 
 
@@ -213,9 +214,18 @@ def _key_policy_as_text(properties: dict[str, Any]) -> dict[str, Any]:
     return {**properties, "KeyPolicy": _as_json(properties["KeyPolicy"])}
 
 
+def _without_nulls(node: Any) -> Any:
+    """``node`` without the null items of its lists (what moto's Fn::If leaves for AWS::NoValue)."""
+    if isinstance(node, dict):
+        return {key: _without_nulls(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_without_nulls(item) for item in node if item is not None]
+    return node
+
+
 def _role_policies_as_text(properties: dict[str, Any]) -> dict[str, Any]:
     policies = [
-        {**policy, "PolicyDocument": _as_json(policy["PolicyDocument"])}
+        {**policy, "PolicyDocument": _as_json(_without_nulls(policy["PolicyDocument"]))}
         for policy in properties.get("Policies", [])
     ]
     return {**properties, "Policies": policies} if policies else properties
@@ -381,7 +391,12 @@ def describe_table(aws: Aws, name: str) -> Described:
     backups = dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
     pitr = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
     props["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": pitr == "ENABLED"}
-    return Described(props, {"Arn": table["TableArn"]})
+    attrs = {"Arn": table["TableArn"]}
+    stream = table.get("StreamSpecification") or {}
+    if stream.get("StreamEnabled"):
+        props["StreamSpecification"] = {"StreamViewType": stream["StreamViewType"]}
+        attrs["StreamArn"] = table["LatestStreamArn"]
+    return Described(props, attrs)
 
 
 def describe_queue(aws: Aws, url: str) -> Described:
@@ -656,6 +671,7 @@ LOCAL_PROPERTIES: dict[str, tuple[str, ...]] = {
         "GlobalSecondaryIndexes",
         "BillingMode",
         "TimeToLiveSpecification",
+        "StreamSpecification",
     ),
     "AWS::SQS::Queue": ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy"),
     "AWS::Events::EventBus": ("Name",),

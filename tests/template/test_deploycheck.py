@@ -337,13 +337,25 @@ def test_fixed_moto_creates_keys_roles_and_rules_on_a_bus_as_cloudformation_does
         ],
     }
     template = {
+        "Conditions": {"Never": {"Fn::Equals": ["a", "b"]}},
         "Resources": {
             "Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": key_policy}},
             "Role": {
                 "Type": "AWS::IAM::Role",
                 "Properties": {
                     "AssumeRolePolicyDocument": trust,
-                    "Policies": [{"PolicyName": "p", "PolicyDocument": policy}],
+                    "Policies": [
+                        {
+                            "PolicyName": "p",
+                            "PolicyDocument": {
+                                **policy,
+                                "Statement": [
+                                    *policy["Statement"],
+                                    {"Fn::If": ["Never", policy["Statement"][0], {"Ref": "AWS::NoValue"}]},
+                                ],
+                            },
+                        }
+                    ],
                 },
             },
             "Bus": {"Type": BUS, "Properties": {"Name": "signups"}},
@@ -351,7 +363,7 @@ def test_fixed_moto_creates_keys_roles_and_rules_on_a_bus_as_cloudformation_does
                 "Type": RULE,
                 "Properties": {"EventBusName": {"Ref": "Bus"}, "EventPattern": {"source": ["x"]}},
             },
-        }
+        },
     }
     with mock_aws():
         cloudformation = boto3.client("cloudformation", region_name=REGION)
@@ -408,3 +420,28 @@ def test_moto_still_has_each_bug_the_rehearsal_fixes():
             RoleName=role["Role"], PolicyName="p"
         )
         assert stored["PolicyDocument"] == str(document)  # Python's repr, not JSON
+
+        optional = {
+            "Fn::If": [
+                "Never",
+                {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
+        properties["Policies"] = [
+            {"PolicyName": "p", "PolicyDocument": {**document, "Statement": [optional]}}
+        ]
+        cloudformation.create_stack(
+            StackName="novalue",
+            TemplateBody=json.dumps(
+                {
+                    "Conditions": {"Never": {"Fn::Equals": ["a", "b"]}},
+                    "Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": properties}},
+                }
+            ),
+        )
+        [summary] = cloudformation.list_stack_resources(StackName="novalue")["StackResourceSummaries"]
+        stored = boto3.client("iam", region_name=REGION).get_role_policy(
+            RoleName=summary["PhysicalResourceId"], PolicyName="p"
+        )
+        assert "'Statement': [None]" in stored["PolicyDocument"]  # AWS::NoValue kept as null
