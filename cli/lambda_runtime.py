@@ -381,6 +381,7 @@ class StreamReport:
 
     invocations: int = 0
     records: int = 0
+    filtered: int = 0  # passed over by the FilterCriteria
     retries: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -417,6 +418,7 @@ def drain_stream(
     checkpoints: dict[str, str] | None = None,
     function_name: str = "function",
     max_invocations: int = 1000,
+    filters: list[str] | None = None,
 ) -> StreamReport:
     """Read a DynamoDB stream like Lambda's event source mapping with ReportBatchItemFailures,
     from each shard's checkpoint (``checkpoints``: shard id -> last sequence number passed, kept
@@ -431,14 +433,20 @@ def drain_stream(
     - after ``maximum_retry_attempts`` retries the batch is given up: its OnFailure record goes to
       ``on_failure`` (the destination) and the checkpoint moves past it.
 
+    ``filters`` (FilterCriteria's patterns): only the records some pattern matches are invoked; the
+    others are passed over, as Lambda drops them.
+
     An exception that is not an ``Exception`` (the poller itself dying) propagates with the
     checkpoint unmoved: the next drain reads the same records again, as Lambda does after a crash."""
     report = StreamReport()
     checkpoints = {} if checkpoints is None else checkpoints
+    accepts = record_filter(filters)
     description = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
     for shard in description.get("Shards", []):
         shard_id = shard["ShardId"]
-        pending = read_shard(streams, stream_arn, shard_id, checkpoints.get(shard_id))
+        read = read_shard(streams, stream_arn, shard_id, checkpoints.get(shard_id))
+        pending = [record for record in read if accepts(record)]
+        report.filtered += len(read) - len(pending)
         attempts, limit = 0, batch_size
         while pending and report.invocations < max_invocations:
             batch = pending[:limit]
@@ -481,7 +489,20 @@ def drain_stream(
             report.retries += 1
             if bisect:
                 limit = max(1, (len(batch) + 1) // 2) if error else len(batch)
+        if read and not pending:  # every record read was passed: the filtered ones too
+            checkpoints[shard_id] = sequence_of(read[-1])
     return report
+
+
+def record_filter(patterns: list[str] | None) -> Callable[[dict[str, Any]], bool]:
+    """Whether a record passes an event source mapping's FilterCriteria (EventBridge's pattern
+    syntax, matched by moto's implementation of it); no patterns: every record does."""
+    if not patterns:
+        return lambda record: True
+    from moto.events.models import EventPattern, EventPatternParser
+
+    compiled = [EventPattern(raw, EventPatternParser(raw).parse()) for raw in patterns]
+    return lambda record: any(pattern.matches_event(record) for pattern in compiled)  # type: ignore[arg-type]
 
 
 def stream_source(template: Any, state: Any, function_id: str) -> StreamSource:
@@ -502,6 +523,7 @@ def stream_source(template: Any, state: Any, function_id: str) -> StreamSource:
         maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
         bisect=bool(properties.get("BisectBatchOnFunctionError", False)),
         on_failure_queue_url=state.refs[queue] if queue else None,
+        filters=[str(f["Pattern"]) for f in (properties.get("FilterCriteria") or {}).get("Filters", [])],
     )
 
 
@@ -515,6 +537,7 @@ class StreamSource:
     maximum_retry_attempts: int = 10  # -1: until the record expires (here: 10,000 retries)
     bisect: bool = True
     on_failure_queue_url: str | None = None
+    filters: list[str] = field(default_factory=list)  # FilterCriteria's patterns
     checkpoints: dict[str, str] = field(default_factory=dict)
 
     def drain(
@@ -547,4 +570,5 @@ class StreamSource:
             on_failure=send,
             checkpoints=self.checkpoints,
             function_name=self.function_id,
+            filters=self.filters,
         )

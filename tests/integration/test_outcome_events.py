@@ -84,11 +84,19 @@ def test_a_create_through_the_api_publishes_one_person_provisioned_per_link_with
 ):
     answers = {info.name: create_through_api(load_function, info, "out-1") for info in PROVIDERS}
     caplog.clear()
+    invoked: list[dict[str, Any]] = []
 
-    report = drain(stack, source, outcome_events)
+    def recorded(event: dict[str, Any]) -> Any:
+        invoked.extend(event["Records"])
+        return outcome_events(event)
+
+    report = drain(stack, source, recorded)
 
     assert report.failures == []
     assert report.errors == []
+    # The mapping's FilterCriteria pass over pending marks, settles and claims.
+    assert report.filtered > 0
+    assert [r["dynamodb"]["NewImage"]["status"]["S"] for r in invoked] == ["linked"] * len(PROVIDERS)
     events = subscriber.events()
     provisioned = [e for e in events if e["detail-type"] == "PersonProvisioned"]
     assert {e["source"] for e in events} == {"provisioner"}

@@ -139,3 +139,23 @@ def test_a_poller_dying_mid_batch_leaves_the_checkpoint_where_it_was(table):
 
     assert checkpoints
     assert again == [["a"]]
+
+
+def test_filter_criteria_pass_over_records_no_pattern_matches_and_the_checkpoint_moves_past_them(table):
+    dynamodb, streams, arn = table
+    put(dynamodb, "a", "keep", "b")
+    pattern = '{"dynamodb": {"NewImage": {"k": {"S": ["keep"]}}}}'
+    seen: list[list[str]] = []
+    checkpoints: dict[str, str] = {}
+
+    def handler(event):
+        seen.append(keys_of(event))
+        return {"batchItemFailures": []}
+
+    report = drain_stream(streams, arn, handler, checkpoints=checkpoints, filters=[pattern])
+    again = drain_stream(streams, arn, handler, checkpoints=checkpoints, filters=[pattern])
+
+    assert seen == [["keep"]]
+    assert report.filtered == 2
+    assert again.invocations == 0
+    assert again.filtered == 0, "the filtered records after the last one invoked are not read again"
