@@ -38,3 +38,11 @@ def test_importing_a_create_function_loads_no_heavy_module_a_queued_record_does_
 
     assert "provisioning.runtime" in loaded  # the handler really was imported
     assert [m for m in loaded if m.startswith(ONLY_WHEN_NEEDED)] == []
+
+
+def test_importing_the_outcome_events_function_loads_no_heavy_module_nor_a_provider_client():
+    loaded = _modules_after_import("outcome_events")
+
+    assert "provisioning.outcomes" in loaded
+    assert [m for m in loaded if m.startswith(ONLY_WHEN_NEEDED)] == []
+    assert [m for m in loaded if m.startswith("provisioning.providers.") and m.endswith(".client")] == []
