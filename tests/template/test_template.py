@@ -402,3 +402,26 @@ def test_the_palenca_sync_schedule_retries_and_dead_letters_to_an_encrypted_queu
     role = resources["PalencaListUsersFunctionRole"]["Properties"]["Policies"]
     grants = [st for p in role for st in p["PolicyDocument"]["Statement"]]
     assert {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dlq_arn} in grants
+
+
+@pytest.mark.parametrize("source_filter", ["", "myapp"])
+def test_signup_rules_take_the_hubs_own_signups_beside_the_configured_source(template, source_filter):
+    """With SignupEventSource set, the rules still take the UserSignedUp events the hub publishes
+    itself (Cognito trigger, webhooks: source provisioner.signups); never the hub's outcome events."""
+    from moto.events.models import EventPattern
+
+    from provisioner_cli.template import Resolver
+
+    parameters = {**template.parameter_defaults(), "SignupEventSource": source_filter}
+    resolve = Resolver(parameters, {}, {}, template.conditions(parameters))
+
+    def routed(source: str, detail_type: str = "UserSignedUp") -> bool:
+        event = {"source": source, "detail-type": detail_type, "detail": {"external_id": "p-1"}}
+        return EventPattern(None, resolve(rule["Properties"]["EventPattern"])).matches_event(event)
+
+    for info in PROVIDERS:
+        rule = template.resources[_signup_rule(template, info)]
+        assert routed("provisioner.signups")
+        assert routed("myapp")
+        assert routed("another.app") is (source_filter == "")
+        assert not routed("provisioner", "PersonProvisioned")
