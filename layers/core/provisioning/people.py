@@ -100,11 +100,11 @@ class PersonNotFound(ProvisioningError):
     http_status = 404
 
 
-def parse_external_id(value: str) -> str:
-    """A path's external_id (percent-decoded once: ``%`` is never part of an id), or a 400 naming
-    ``external_id``."""
+def parse_external_id(value: str, *, percent_encoded: bool = True) -> str:
+    """An external_id as the create routes take it, or a 400 naming ``external_id``. A URL path's
+    is percent-decoded once first (``%`` is never part of an id, so once is unambiguous)."""
     try:
-        return _EXTERNAL_ID.validate_python(unquote(value))
+        return _EXTERNAL_ID.validate_python(unquote(value) if percent_encoded else value)
     except ValidationError as exc:
         raise InvalidRequest(field_errors(exc, rename=lambda _: "external_id"), status=400) from None
 
