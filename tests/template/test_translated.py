@@ -19,7 +19,11 @@ ROLE_MANAGED_POLICIES = {
     "AWSXrayWriteOnlyAccess",  # Tracing: Active
 }
 QUEUE_POLLER = "AWSLambdaSQSQueueExecutionRole"  # added by SAM for an SQS event source
-OTHER_FUNCTIONS = ["PalencaListUsersFunction", "ApiDocsFunction"]  # beside the providers' create functions
+OTHER_FUNCTIONS = [
+    "PalencaListUsersFunction",
+    "PeopleFunction",
+    "ApiDocsFunction",
+]  # beside the providers' create functions
 
 
 def _of_type(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -157,6 +161,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("sqs:SendMessage", "PalencaSyncDLQ.Arn"),  # EventInvokeConfig's OnFailure destination
     }
     | ENCRYPTED_QUEUES,
+    # One person's items: one Query of their partition (never the index, never a write).
+    "PeopleFunction": {("dynamodb:Query", "UsersTable.Arn")},
     "ApiDocsFunction": set(),
 }
 

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from provisioning import rest
 from provisioning.adapters import JSON
+from provisioning.models import EXTERNAL_ID_PATTERN
 from provisioning.people import PersonNotFound, PersonView, parse_external_id, person_view
 from provisioning.runtime import Dependencies, LambdaFunction
 
@@ -29,6 +30,8 @@ PathExternalId = Annotated[
             "percent-encoded where a URL path needs it)."
         ),
         examples=["u-1"],
+        # Documented, not enforced here: the value is checked once percent-decoded (a 400 naming it).
+        json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": EXTERNAL_ID_PATTERN},
     ),
 ]
 
