@@ -197,17 +197,17 @@ def test_an_event_that_is_not_an_api_call_is_refused_not_crashed(invoke):
     assert response["statusCode"] == 400
 
 
-def test_the_ready_events_answer(invoke, load_function):
-    assert load_function("PalencaCreateUserFunction")(api_event("/palenca/users", {"external_id": "u-1"}))
+def test_the_ready_events_answer_for_people_the_create_function_linked(invoke, load_function):
+    create = load_function("PalencaCreateUserFunction")
     for name in ("api.json", "api_encoded.json"):
         event = json.loads((EVENTS / "people" / name).read_text())
         external_id = event["pathParameters"]["external_id"]
-        if external_id != "u-1":
-            load_function("PalencaCreateUserFunction")(
-                api_event("/palenca/users", {"external_id": external_id})
-            )
+        assert create(api_event("/palenca/users", {"external_id": external_id}))["statusCode"] == 201
+
         response = invoke(copy.deepcopy(event))
+
         assert response["statusCode"] == 200, (name, response["body"])
+        assert response_json(response)["external_id"] == external_id
 
 
 # -- provisioner person ---------------------------------------------------------------------------
