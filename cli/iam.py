@@ -6,9 +6,10 @@ function with its own credentials, so a call the template does not grant is deni
   documents moto ships, references resolved against the local resources.
 - Each role is created in moto's IAM with its policies inline; the function's credentials come from
   ``AssumeRole``. The harness itself (tests, tooling) uses an administrator of the account.
-- moto's enforcement is completed where it falls short: it evaluates DynamoDB, KMS, Secrets Manager
-  and ``GetQueueUrl`` against the resource ``*``, and its wildcards know ``*`` only. Here every such
-  request is evaluated against the ARN it touches, with IAM's own wildcards (``*`` and ``?``).
+- moto's enforcement is completed where it falls short: it evaluates DynamoDB, KMS, Secrets Manager,
+  EventBridge's ``PutEvents`` and ``GetQueueUrl`` against the resource ``*``, and its wildcards know
+  ``*`` only. Here every such request is evaluated against the ARN it touches, with IAM's own
+  wildcards (``*`` and ``?``).
 """
 
 from __future__ import annotations
@@ -266,6 +267,20 @@ def _sqs_resource(handler: Any, original: Any) -> str:
     return _arn("sqs", name) if name else "*"
 
 
+def _events_resource(handler: Any) -> str:
+    """The bus a PutEvents request publishes to (IAM authorises each entry against its bus): its
+    ARN when every entry names the same bus, else ``*`` (granted only by a wildcard)."""
+    body = json.loads(handler.body or "{}")
+    entries = body.get("Entries")
+    if not isinstance(entries, list) or not entries:
+        return "*"
+    buses = {str(entry.get("EventBusName") or "default") for entry in entries if isinstance(entry, dict)}
+    if len(buses) != 1:
+        return "*"
+    bus = buses.pop()
+    return bus if bus.startswith("arn:") else _arn("events", f"event-bus/{bus}")
+
+
 SQS_BATCH_ACTIONS = {
     f"sqs:{action}Batch": f"sqs:{action}"
     for action in ("SendMessage", "DeleteMessage", "ChangeMessageVisibility")
@@ -314,12 +329,13 @@ _PATCHED = False
 
 
 def complete_moto_enforcement() -> None:
-    """Evaluate DynamoDB, KMS, Secrets Manager and SQS requests against the ARN they touch, with
-    IAM's wildcards. Idempotent; affects only requests evaluated with IAM enforcement on."""
+    """Evaluate DynamoDB, KMS, Secrets Manager, EventBridge and SQS requests against the ARN they
+    touch, with IAM's wildcards. Idempotent; affects only requests evaluated with IAM enforcement on."""
     global _PATCHED
     if _PATCHED:
         return
     from moto.dynamodb.responses import DynamoHandler
+    from moto.events.responses import EventsHandler
     from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
     from moto.kms.responses import KmsResponse
     from moto.secretsmanager.responses import SecretsManagerResponse
@@ -328,6 +344,7 @@ def complete_moto_enforcement() -> None:
     DynamoHandler._determine_resource = _dynamodb_resource  # type: ignore[attr-defined]
     KmsResponse._determine_resource = _kms_resource  # type: ignore[attr-defined]
     SecretsManagerResponse._determine_resource = _secret_resource  # type: ignore[attr-defined]
+    EventsHandler._determine_resource = _events_resource  # type: ignore[attr-defined]
     original_sqs = SQSResponse._determine_resource
     SQSResponse._determine_resource = lambda self: _sqs_resource(self, original_sqs)  # type: ignore[method-assign]
 
