@@ -246,8 +246,8 @@ class SignupTriggerFunction:
         except InvalidRequest as exc:
             self._unmappable(event, exc)
             return
-        except Exception:
-            logger.exception("could not map the confirmed user")
+        except Exception as exc:  # e.g. a broken configuration: its error names variables only
+            logger.error("could not map the confirmed user", extra={"error": _reason(exc)})
             self._unmappable(event, InvalidRequest([FieldError("userAttributes", "could not be mapped")]))
             return
         if mapped.dropped:
