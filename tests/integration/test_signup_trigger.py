@@ -238,6 +238,28 @@ def test_a_user_that_cannot_be_mapped_waits_in_the_dlq_with_the_reason(
     assert _routed(sqs, stack) == {provider: [] for provider in QUEUES}
 
 
+def test_dlq_show_gives_the_reason_of_an_unmappable_user_with_their_data_masked(
+    invoke, stack, aws, admin_session, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from provisioner_cli.main import cli
+    from provisioner_cli.stack import StackTarget
+
+    target = StackTarget(dict(stack.refs), admin_session, description="test stack")
+    monkeypatch.setattr("provisioner_cli.dlq.resolve_target", lambda **kw: target)
+    monkeypatch.setenv("SIGNUP_EXTERNAL_ID_ATTRIBUTE", "custom:user_id")
+    invoke(SIGN_UP)
+
+    shown = CliRunner().invoke(cli, ["dlq", "show", "--provider", "cognito"])
+
+    assert shown.exit_code == 0, shown.output
+    assert "validation_error: custom:user_id: is required" in shown.output
+    assert '"userAttributes": {' in shown.output  # the event's structure, its values masked
+    for name in PERSONAL:
+        assert SIGN_UP["request"]["userAttributes"][name] not in shown.output
+
+
 # -- never failing the signup -------------------------------------------------------------------------
 def test_with_the_bus_unavailable_the_signup_is_answered_at_once_and_published_later(
     invoke, stack, aws, monkeypatch, hanging_endpoint, load_function, store
