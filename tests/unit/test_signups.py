@@ -243,3 +243,15 @@ def test_anything_but_a_cognito_event_is_returned_as_it_came(lambda_context):
     function = _function(_Events(), _Sqs())
     for event in ({}, {"triggerSource": "PostConfirmation_ConfirmSignUp"}, {"request": "x"}):
         assert function(event, lambda_context) is event
+
+
+def test_the_ready_fallback_queue_event_is_published_to_the_bus(lambda_context):
+    events = _Events()
+    ready = json.loads((EVENTS / "signup_trigger" / "sqs.json").read_text())
+
+    answer = _function(events, _Sqs())(ready, lambda_context)
+
+    assert answer == {"batchItemFailures": []}
+    (entry,) = events.entries
+    assert entry["EventBusName"] == "hub-signups"
+    assert json.loads(entry["Detail"]) == json.loads(ready["Records"][0]["body"])
