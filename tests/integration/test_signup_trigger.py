@@ -205,7 +205,8 @@ def test_the_external_id_can_come_from_a_custom_attribute(
     monkeypatch.setenv("SIGNUP_EXTERNAL_ID_ATTRIBUTE", "custom:user_id")
     monkeypatch.setenv("SIGNUP_PROVIDERS", "palenca")
 
-    assert invoke(_with(SIGN_UP, custom__user_id="u-9001")) is not None
+    event = _with(SIGN_UP, custom__user_id="u-9001")
+    assert invoke(event) == event
 
     sqs = aws("sqs")
     drain_queue(sqs, stack.refs["PalencaCreateUserQueue"], load_function("PalencaCreateUserFunction"))
