@@ -17,7 +17,7 @@ from typing import Any
 import click
 from botocore.exceptions import ClientError
 
-from provisioner_cli.queues import SIGNUP_DLQ, SYNC_DLQ, queue_depth
+from provisioner_cli.queues import SIGNUP_DLQ, SIGNUP_FALLBACK_DLQ, SYNC_DLQ, queue_depth
 from provisioner_cli.stack import resolve_target, target_options
 from provisioning.privacy import redact
 from provisioning.providers import BY_NAME, NAMES, PROVIDERS
@@ -193,8 +193,8 @@ def peek(
 
 PROVIDER_CHOICE = click.Choice([*NAMES, "all"])
 # The DLQs ``dlq show`` reads besides the providers': signups EventBridge could not deliver, syncs
-# that failed for good.
-OTHER_DLQS = {"signups": SIGNUP_DLQ, "sync": SYNC_DLQ}
+# that failed for good, Cognito signups that could not be mapped or published.
+OTHER_DLQS = {"signups": SIGNUP_DLQ, "sync": SYNC_DLQ, "cognito": SIGNUP_FALLBACK_DLQ}
 
 
 @click.group()
@@ -210,7 +210,8 @@ def dlq() -> None:
 def dlq_show(provider: str, limit: int, as_json: bool, **target: Any) -> None:
     """The failed records of a provider's DLQ with their reasons (personal data masked); the
     messages stay in the queue. ``signups``: events EventBridge could not deliver; ``sync``:
-    scheduled syncs that failed for good."""
+    scheduled syncs that failed for good; ``cognito``: Cognito signups that could not be mapped or
+    published."""
     stack = resolve_target(**target)
     queues = {**{info.name: info.create.dead_letter_queue for info in PROVIDERS}, **OTHER_DLQS}
     names = list(queues) if provider == "all" else [provider]

@@ -268,8 +268,12 @@ def _sqs_resource(handler: Any, original: Any) -> str:
 
 
 def _events_resource(handler: Any) -> str:
-    """PutEvents is authorised on the bus its entries name (the hub's functions put to one bus)."""
-    entries = handler._get_param("Entries") or []
+    """The bus a PutEvents request publishes to (IAM authorises each entry against its bus): its
+    ARN when every entry names the same bus, else ``*`` (granted only by a wildcard)."""
+    body = json.loads(handler.body or "{}")
+    entries = body.get("Entries")
+    if not isinstance(entries, list) or not entries:
+        return "*"
     buses = {str(entry.get("EventBusName") or "default") for entry in entries if isinstance(entry, dict)}
     if len(buses) != 1:
         return "*"
@@ -325,8 +329,8 @@ _PATCHED = False
 
 
 def complete_moto_enforcement() -> None:
-    """Evaluate DynamoDB, KMS, Secrets Manager, EventBridge and SQS requests against the ARN they touch, with
-    IAM's wildcards. Idempotent; affects only requests evaluated with IAM enforcement on."""
+    """Evaluate DynamoDB, KMS, Secrets Manager, EventBridge and SQS requests against the ARN they
+    touch, with IAM's wildcards. Idempotent; affects only requests evaluated with IAM enforcement on."""
     global _PATCHED
     if _PATCHED:
         return
@@ -338,9 +342,9 @@ def complete_moto_enforcement() -> None:
     from moto.sqs.responses import SQSResponse
 
     DynamoHandler._determine_resource = _dynamodb_resource  # type: ignore[attr-defined]
-    EventsHandler._determine_resource = _events_resource  # type: ignore[attr-defined]
     KmsResponse._determine_resource = _kms_resource  # type: ignore[attr-defined]
     SecretsManagerResponse._determine_resource = _secret_resource  # type: ignore[attr-defined]
+    EventsHandler._determine_resource = _events_resource  # type: ignore[attr-defined]
     original_sqs = SQSResponse._determine_resource
     SQSResponse._determine_resource = lambda self: _sqs_resource(self, original_sqs)  # type: ignore[method-assign]
 

@@ -14,6 +14,7 @@ from provisioner_cli.bulk import import_command
 from provisioner_cli.dlq import dlq
 from provisioner_cli.invoke import invoke_function
 from provisioner_cli.local import STATE_FILE, LocalStack, StackState
+from provisioner_cli.person import person_command
 from provisioner_cli.stack import PROVIDER_WIDTH, resolve_target, target_options
 from provisioner_cli.status import status
 from provisioner_cli.sync import sync_command
@@ -288,7 +289,7 @@ def deploy_check(template_path: str, output_dir: str) -> None:
         raise click.ClickException(f"deploy-check failed: {len(report.failures)} problem(s) above")
 
 
-for command in (import_command, status, dlq, sync_command):
+for command in (import_command, status, dlq, sync_command, person_command):
     cli.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,8 @@ from typing import Any
 
 SIGNUP_DLQ = "SignupEventsDLQ"  # signup events EventBridge could not deliver to a provider's queue
 SYNC_DLQ = "PalencaSyncDLQ"  # scheduled syncs that failed for good (``provisioner sync`` reruns one)
+# Cognito signups that could not be mapped to a person, or that the bus never took
+SIGNUP_FALLBACK_DLQ = "SignupFallbackDLQ"
 
 # SQS's attribute for each part of a queue's depth.
 DEPTHS = {
@@ -35,4 +37,4 @@ def queue_depth(sqs: Any, url: str) -> QueueDepth:
     return QueueDepth(**{name: int(attrs.get(attr, 0)) for name, attr in DEPTHS.items()})
 
 
-__all__ = ["DEPTHS", "SIGNUP_DLQ", "SYNC_DLQ", "QueueDepth", "queue_depth"]
+__all__ = ["DEPTHS", "SIGNUP_DLQ", "SIGNUP_FALLBACK_DLQ", "SYNC_DLQ", "QueueDepth", "queue_depth"]

@@ -100,6 +100,7 @@ CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSI
 # Variables a test sets on purpose (e.g. a small request budget): not reset by an invocation.
 OVERRIDDEN = {p.budget.setting for p in PROVIDERS if p.budget is not None}
 OVERRIDDEN |= {"RECORD_CONCURRENCY", "RATE_LIMIT_MAX_WAIT_SECONDS"}
+OVERRIDDEN |= {"SIGNUP_PROVIDERS", "SIGNUP_EXTERNAL_ID_ATTRIBUTE", "SIGNUP_PROVIDERS_ATTRIBUTE"}
 
 
 @pytest.fixture

@@ -1,10 +1,14 @@
 """Fuzzing every API route from the committed OpenAPI document (schemathesis + hypothesis): thousands of
-generated bodies, valid and invalid, through real API Gateway events. Never a 5xx, never a traceback."""
+generated bodies and path parameters, valid and invalid, through real API Gateway events (path
+parameters percent-encoded as a client sends them, or raw). Never a 5xx, never a traceback."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import schemathesis
@@ -18,33 +22,56 @@ from tests.conftest import ROOT, api_event
 DOCUMENT = json.loads((ROOT / "docs" / "openapi.json").read_text())
 
 
-def _post_routes(template: Template) -> dict[str, str]:
-    """Every POST route of the API, by path: the function template.yaml gives it."""
+DOCS_ROUTE = ("/docs", "get")  # the document's own route (Swagger UI), not in the document
+
+
+def _routes(template: Template) -> dict[tuple[str, str], str]:
+    """Every API route, by (path, method): the function template.yaml gives it."""
     return {
-        event["Properties"]["Path"]: logical_id
+        (event["Properties"]["Path"], event["Properties"]["Method"].lower()): logical_id
         for logical_id in template.functions()
         for event in template.function(logical_id).events.values()
-        if event["Type"] == "Api" and event["Properties"]["Method"].lower() == "post"
+        if event["Type"] == "Api"
+        and (event["Properties"]["Path"], event["Properties"]["Method"].lower()) != DOCS_ROUTE
     }
 
 
-ROUTES = _post_routes(Template(ROOT / "template.yaml"))
+ROUTES = _routes(Template(ROOT / "template.yaml"))
 EXAMPLES = 250
 
 
-def _event(path: str, body: object, as_base64: bool) -> dict:
+def _event(
+    route: tuple[str, str], body: object, parameters: dict[str, Any], as_base64: bool, encode: bool
+) -> dict:
+    """A real API Gateway event of the route: the path as the client sent it (its parameters
+    percent-encoded, or raw), the parameters decoded in ``pathParameters``."""
+    template_path, method = route
+
+    def value(match: re.Match[str]) -> str:
+        text = str(parameters.get(match.group(1), ""))
+        return quote(text, safe="") if encode else text
+
+    path = re.sub(r"{(\w+)}", value, template_path)
     if isinstance(body, bytes):
-        return api_event(path, None, raw=base64.b64encode(body).decode()) | {"isBase64Encoded": True}
-    return api_event(path, body, base64_encoded=as_base64)
+        event = api_event(path, None, raw=base64.b64encode(body).decode()) | {"isBase64Encoded": True}
+    else:
+        event = api_event(path, body, base64_encoded=as_base64)
+    event["resource"] = event["requestContext"]["resourcePath"] = template_path
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = method.upper()
+    if method != "post":
+        event["body"], event["isBase64Encoded"] = None, False
+    event["pathParameters"] = {name: str(v) for name, v in parameters.items()} or None
+    return event
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
-@pytest.mark.parametrize("path", sorted(ROUTES))
-def test_route_never_answers_5xx_nor_a_traceback(load_function, path, mode):
-    assert set(DOCUMENT["paths"]) == set(ROUTES)
-    assert {p.create.route: p.create.function for p in PROVIDERS}.items() <= ROUTES.items()
-    invoke = load_function(ROUTES[path])
-    operation = schemathesis.openapi.from_dict(DOCUMENT)[path]["POST"]
+@pytest.mark.parametrize("route", sorted(ROUTES), ids=lambda route: f"{route[1].upper()} {route[0]}")
+def test_route_never_answers_5xx_nor_a_traceback(load_function, route, mode):
+    assert {(path, method) for path, item in DOCUMENT["paths"].items() for method in item} == set(ROUTES)
+    assert {(p.create.route, "post"): p.create.function for p in PROVIDERS}.items() <= ROUTES.items()
+    invoke = load_function(ROUTES[route])
+    path, method = route
+    operation = schemathesis.openapi.from_dict(DOCUMENT)[path][method.upper()]
     seen: list[int] = []
 
     @settings(
@@ -57,7 +84,9 @@ def test_route_never_answers_5xx_nor_a_traceback(load_function, path, mode):
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case) -> None:
         body = None if case.body is schemathesis.core.NOT_SET else case.body
-        response = invoke(_event(path, body, as_base64=len(seen) % 3 == 0))
+        parameters = dict(case.path_parameters or {})
+        event = _event(route, body, parameters, as_base64=len(seen) % 3 == 0, encode=len(seen) % 4 != 1)
+        response = invoke(event)
         seen.append(response["statusCode"])
         assert response["statusCode"] < 500, response["body"]
         assert "Traceback" not in response["body"]

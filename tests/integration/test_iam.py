@@ -120,3 +120,30 @@ def test_removing_one_statement_denies_the_call_it_granted(load_function, stack,
 )
 def test_iam_wildcards(pattern, value, matches):
     assert iam_wildcard(pattern, value) is matches
+
+
+def test_the_people_function_may_query_a_persons_items_and_nothing_else(stack, admin_session):
+    """GET /people/{external_id} reads one partition of the users table: no item reads or writes,
+    no index, no other table."""
+    people = _as(admin_session, "PeopleFunction").client("dynamodb")
+    table = stack.refs["UsersTable"]
+    key = {"external_id": {"S": "x"}, "provider": {"S": "palenca"}}
+
+    people.query(
+        TableName=table,
+        KeyConditionExpression="external_id = :e",
+        ExpressionAttributeValues={":e": {"S": "x"}},
+    )
+
+    assert _denied(lambda: people.get_item(TableName=table, Key=key))
+    assert _denied(lambda: people.put_item(TableName=table, Item={**key, "status": {"S": "linked"}}))
+    assert _denied(lambda: people.scan(TableName=table))
+    assert _denied(
+        lambda: people.query(
+            TableName=table,
+            IndexName="ByProviderUserId",
+            KeyConditionExpression="provider_user_id = :u",
+            ExpressionAttributeValues={":u": {"S": "x"}},
+        )
+    )
+    assert _denied(lambda: people.get_item(TableName=stack.refs["IdempotencyTable"], Key={"id": {"S": "x"}}))

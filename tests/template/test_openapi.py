@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from provisioner_cli.openapi import build_openapi, render
@@ -15,16 +16,34 @@ def test_committed_openapi_document_is_current(template):
 
 
 def test_openapi_documents_every_route(template):
+    """Every route of the template but the document's own (GET /docs), with its method; a POST
+    documents its body, a route with a path parameter documents the parameter."""
     document = json.loads((ROOT / "docs" / "openapi.json").read_text())
     routes = {
-        e["Properties"]["Path"]
+        (e["Properties"]["Path"], e["Properties"]["Method"])
         for name in template.functions()
         for e in template.function(name).events.values()
-        if e["Type"] == "Api" and e["Properties"]["Method"] == "post"
+        if e["Type"] == "Api" and e["Properties"]["Path"] != "/docs"
     }
-    assert set(document["paths"]) == routes
-    for path in routes:
-        assert "requestBody" in document["paths"][path]["post"]
+    assert {(path, method) for path, item in document["paths"].items() for method in item} == routes
+    for path, method in routes:
+        operation = document["paths"][path][method]
+        if method == "post":
+            assert "requestBody" in operation
+        parameters = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+        assert parameters == set(re.findall(r"{(\w+)}", path)), path
+
+
+def test_the_people_route_documents_its_answer_and_errors():
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    operation = document["paths"]["/people/{external_id}"]["get"]
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/PersonView"}
+    view = document["components"]["schemas"]["PersonView"]
+    assert set(view["required"]) >= {"external_id", "providers", "pending", "dead_lettered"}
+    state = document["components"]["schemas"]["ProviderState"]
+    assert set(state["enum"]) == {"linked", "pending", "dead_lettered", "not_requested"}
+    assert {"400", "404", "405"} <= set(operation["responses"])
 
 
 def _get(path: str, query: dict[str, str] | None = None) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from tests.conftest import ROOT
 
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 CREATE_FUNCTIONS = {p.create.function: (p.create.route, p.create.queue) for p in PROVIDERS}
-# Dead-letter queues beside the providers' own: the Palenca sync's and the signup rules'.
-OTHER_DLQS = {"PalencaSyncDLQ", "SignupEventsDLQ", "OutcomeEventsDLQ"}
+# Dead-letter queues beside the providers' own: the Palenca sync's, the signup rules', the Cognito
+# trigger's fallback queue's and the outcome events' (stream batches not published).
+OTHER_DLQS = {"PalencaSyncDLQ", "SignupEventsDLQ", "SignupFallbackDLQ", "OutcomeEventsDLQ"}
 
 
 def _resource(template: Template, logical_id: str) -> dict:
@@ -112,13 +113,43 @@ def test_events_folder_has_ready_events_for_every_function(template):
     for logical_id in template.functions():
         folder = ROOT / "events" / template.function(logical_id).code_uri.name
         names = {p.name for p in folder.glob("*.json")}
-        if template.stream_of(logical_id):  # invoked by a DynamoDB stream only
+        events = template.function(logical_id).events.values()
+        if any(e["Type"] == "Api" for e in events):
+            assert "api.json" in names, logical_id
+        if any(e["Type"] == "SQS" for e in events):
+            assert "sqs.json" in names, logical_id
+        if any(e["Type"] == "DynamoDB" for e in events):
             assert "stream.json" in names, logical_id
-            continue
-        assert "api.json" in names, logical_id
         if logical_id in CREATE_FUNCTIONS:
             assert "sqs.json" in names, logical_id
             assert "signup.json" in names, logical_id
+
+
+def test_the_signup_trigger_answers_cognito_in_time_and_drains_its_fallback_queue(template):
+    function = template.function("SignupTriggerFunction")
+    assert function.timeout <= 5  # Cognito waits 5 s for a trigger
+    names = {p.name for p in (ROOT / "events" / "signup_trigger").glob("*.json")}
+    assert {"confirm_sign_up.json", "confirm_forgot_password.json", "sqs.json"} <= names
+    (fallback,) = [e["Properties"] for e in function.events.values() if e["Type"] == "SQS"]
+    assert fallback["Queue"] == {"Fn::GetAtt": ["SignupFallbackQueue", "Arn"]}
+    assert fallback["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = _resource(template, "SignupFallbackQueue")["Properties"]
+    assert int(queue["VisibilityTimeout"]) >= 6 * function.timeout
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SignupFallbackDLQ", "Arn"]}
+    env = function.environment
+    assert env["SIGNUP_EVENT_BUS_NAME"] == {
+        "Fn::If": ["CreateEventBus", {"Ref": "SignupEventBus"}, {"Ref": "EventBusName"}]
+    }
+    assert env["SIGNUP_FALLBACK_QUEUE_URL"] == {"Ref": "SignupFallbackQueue"}
+    assert env["SIGNUP_FALLBACK_DLQ_URL"] == {"Ref": "SignupFallbackDLQ"}
+    for variable, parameter in {
+        "SIGNUP_EXTERNAL_ID_ATTRIBUTE": "SignupExternalIdAttribute",
+        "SIGNUP_PROVIDERS": "SignupProviders",
+        "SIGNUP_PROVIDERS_ATTRIBUTE": "SignupProvidersAttribute",
+    }.items():
+        assert env[variable] == {"Ref": parameter}
+    assert template.parameters["SignupUserPoolArn"]["Default"] == ""
+    assert template.parameters["SignupProvidersAttribute"]["Default"] == "custom:providers"
 
 
 def test_env_json_points_every_function_at_the_local_stack(template):
@@ -405,3 +436,26 @@ def test_the_palenca_sync_schedule_retries_and_dead_letters_to_an_encrypted_queu
     role = resources["PalencaListUsersFunctionRole"]["Properties"]["Policies"]
     grants = [st for p in role for st in p["PolicyDocument"]["Statement"]]
     assert {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dlq_arn} in grants
+
+
+@pytest.mark.parametrize("source_filter", ["", "myapp"])
+def test_signup_rules_take_the_hubs_own_signups_beside_the_configured_source(template, source_filter):
+    """With SignupEventSource set, the rules still take the UserSignedUp events the hub publishes
+    itself (Cognito trigger, webhooks: source provisioner.signups); never the hub's outcome events."""
+    from moto.events.models import EventPattern
+
+    from provisioner_cli.template import Resolver
+
+    parameters = {**template.parameter_defaults(), "SignupEventSource": source_filter}
+    resolve = Resolver(parameters, {}, {}, template.conditions(parameters))
+
+    def routed(source: str, detail_type: str = "UserSignedUp") -> bool:
+        event = {"source": source, "detail-type": detail_type, "detail": {"external_id": "p-1"}}
+        return EventPattern(None, resolve(rule["Properties"]["EventPattern"])).matches_event(event)
+
+    for info in PROVIDERS:
+        rule = template.resources[_signup_rule(template, info)]
+        assert routed("provisioner.signups")
+        assert routed("myapp")
+        assert routed("another.app") is (source_filter == "")
+        assert not routed("provisioner", "PersonProvisioned")

@@ -21,7 +21,13 @@ ROLE_MANAGED_POLICIES = {
 QUEUE_POLLER = "AWSLambdaSQSQueueExecutionRole"  # added by SAM for an SQS event source
 STREAM_POLLER = "AWSLambdaDynamoDBExecutionRole"  # added by SAM for a DynamoDB stream event source
 # Beside the providers' create functions.
-OTHER_FUNCTIONS = ["PalencaListUsersFunction", "ApiDocsFunction", "OutcomeEventsFunction"]
+OTHER_FUNCTIONS = [
+    "PalencaListUsersFunction",
+    "PeopleFunction",
+    "ApiDocsFunction",
+    "SignupTriggerFunction",
+    "OutcomeEventsFunction",
+]
 
 
 def _of_type(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -102,7 +108,7 @@ def test_every_function_runs_under_its_own_role(translated):
 def test_each_role_grants_exactly_what_its_function_needs(translated, function):
     role = function_roles(translated, _names(), managed={})[function]
     managed = {name.rsplit("/", 1)[-1] for name in role.managed}
-    pollers = {QUEUE_POLLER} if function in EXPECTED_QUEUE else set()
+    pollers = {QUEUE_POLLER} if function in EXPECTED_QUEUE or function in OTHER_QUEUES else set()
     pollers |= {STREAM_POLLER} if function in STREAM_FUNCTIONS else set()
     assert managed == ROLE_MANAGED_POLICIES | pollers
     assert role.grants() == EXPECTED[function]
@@ -158,6 +164,7 @@ def _create(info: ProviderInfo) -> set[tuple[str, str]]:
 
 
 EXPECTED_QUEUE = {p.create.function: p.create.queue for p in PROVIDERS}
+OTHER_QUEUES = {"SignupTriggerFunction": "SignupFallbackQueue"}  # functions fed by a queue of their own
 EXPECTED: dict[str, set[tuple[str, str]]] = {
     **{p.create.function: _create(p) for p in PROVIDERS},
     "PalencaListUsersFunction": {
@@ -169,7 +176,17 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("sqs:SendMessage", "PalencaSyncDLQ.Arn"),  # EventInvokeConfig's OnFailure destination
     }
     | ENCRYPTED_QUEUES,
+    # One person's items: one Query of their partition (never the index, never a write).
+    "PeopleFunction": {("dynamodb:Query", "UsersTable.Arn")},
     "ApiDocsFunction": set(),
+    # Publishes to the signup bus only (its ARN: the stack's own bus, or the one EventBusName names;
+    # resolved here as if EventBusName were given); keeps what the bus did not take in its queues.
+    "SignupTriggerFunction": {
+        ("events:PutEvents", f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/EventBusName"),
+        ("sqs:SendMessage", "SignupFallbackQueue.Arn"),
+        ("sqs:SendMessage", "SignupFallbackDLQ.Arn"),
+    }
+    | ENCRYPTED_QUEUES,
     # Publishes to the hub's bus; Lambda reads the stream of the table encrypted with the hub key and
     # sends failed batches to the encrypted OutcomeEventsDLQ with its role (SAM grants the SendMessage).
     # With OutcomeEventsIncludeMarketplaceUrl also kms:Decrypt on TokenEncryptionKey (a condition).
@@ -181,6 +198,27 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     | ENCRYPTED_QUEUES,
 }
 STREAM_FUNCTIONS = {"OutcomeEventsFunction"}
+
+
+def test_the_signup_trigger_publishes_to_the_bus_the_stack_uses(translated):
+    raw = translated["Resources"]["SignupTriggerFunctionRole"]["Properties"]["Policies"]
+    (publish,) = [
+        s for p in raw for s in p["PolicyDocument"]["Statement"] if s.get("Sid") == "PublishSignups"
+    ]
+    condition, created, given = publish["Resource"]["Fn::If"]
+    assert condition == "CreateEventBus"
+    assert created == {"Fn::GetAtt": ["SignupEventBus", "Arn"]}
+    assert "event-bus/${EventBusName}" in given["Fn::Sub"]
+
+
+def test_a_user_pool_may_invoke_the_signup_trigger_only_when_given(translated):
+    permission = translated["Resources"]["SignupUserPoolPermission"]
+    assert permission["Condition"] == "HasSignupUserPool"
+    properties = permission["Properties"]
+    assert properties["Principal"] == "cognito-idp.amazonaws.com"
+    assert properties["SourceArn"] == {"Ref": "SignupUserPoolArn"}
+    assert properties["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert properties["FunctionName"] == {"Fn::GetAtt": ["SignupTriggerFunction", "Arn"]}
 
 
 def test_key_policies_grant_services_only_on_behalf_of_this_account(translated):

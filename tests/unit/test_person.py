@@ -20,6 +20,7 @@ FULL = Person(
     nationality="MEX",
     country="MX",
     gender="female",
+    timezone="America/Mexico_City",
     height_cm=165,
     weight_kg=60.5,
 )
@@ -42,6 +43,7 @@ def test_person_has_exactly_the_documented_fields():
         "nationality",
         "country",
         "gender",
+        "timezone",
         "height_cm",
         "weight_kg",
         "providers",
@@ -85,6 +87,12 @@ def test_full_person_maps_to_every_provider_request():
         "weight": 60.5,
     }
 
+    inform = request(FULL.model_copy(update={"external_id": "p-1001"}), "validic_inform")
+    assert inform.model_dump(exclude_none=True) == {
+        "external_id": "p-1001",
+        "location": {"timezone": "America/Mexico_City", "country_code": "MX"},
+    }
+
 
 def test_minimal_person_fails_only_where_a_provider_requires_more():
     minimal = Person(external_id="p-2")
@@ -121,6 +129,8 @@ def test_identifying_external_id_is_refused_and_with_the_parameter_true_by_valid
         ({"external_id": "p", "phone": "5512345678"}, "phone"),
         ({"external_id": "p", "date_of_birth": "1990-02-30"}, "date_of_birth"),
         ({"external_id": "p", "country": "Mexico"}, "country"),
+        ({"external_id": "p", "timezone": "Mars/Olympus_Mons"}, "timezone"),
+        ({"external_id": "p", "timezone": "GMT+5 (Lima)"}, "timezone"),
         ({"external_id": "p", "height_cm": 900}, "height_cm"),
         ({"external_id": "p", "providers": []}, "providers"),
         ({"external_id": "p", "providers": ["palm", "palm"]}, "providers"),

@@ -263,7 +263,7 @@ def test_location_must_be_an_iana_zone_and_an_alpha2_country(location, field):
     assert field in [".".join(map(str, e["loc"])) for e in raised.value.errors()]
 
 
-def test_a_person_maps_to_uid_and_country():
+def test_a_person_maps_to_uid_country_and_time_zone():
     person = Person(external_id="p-1001", email="ana@example.test", country="MX", first_name="Ana")
 
     request = request_for(person, PROVIDER, CREATE_USER.from_person, CREATE_USER.request_model)
@@ -271,6 +271,13 @@ def test_a_person_maps_to_uid_and_country():
     assert request.model_dump(exclude_none=True) == {
         "external_id": "p-1001",
         "location": {"country_code": "MX"},
+    }
+    zoned = Person(external_id="p-1003", timezone="America/Mexico_City")
+    assert request_for(zoned, PROVIDER, CREATE_USER.from_person, CREATE_USER.request_model).model_dump(
+        exclude_none=True
+    ) == {
+        "external_id": "p-1003",
+        "location": {"timezone": "America/Mexico_City"},
     }
     bare = request_for(
         Person(external_id="p-1002"), PROVIDER, CREATE_USER.from_person, CREATE_USER.request_model

@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 else:
     Provider = Literal[NAMES]  # the registered providers' names (provisioning/providers/__init__.py)
 
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$"
 ExternalId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$"),
+    StringConstraints(min_length=1, max_length=128, pattern=EXTERNAL_ID_PATTERN),
     AfterValidator(no_personal_data),
     Field(
         description=(

@@ -17,7 +17,15 @@ from pydantic import Field, StringConstraints, ValidationError, field_validator
 from provisioning.errors import FieldError, InvalidRequest
 from provisioning.models import ExternalId, Provider, StrictModel
 from provisioning.providers import NAMES
-from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text, field_errors
+from provisioning.validation import (
+    Country,
+    DateOfBirth,
+    E164Phone,
+    Email,
+    Text,
+    TimeZone,
+    field_errors,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -43,6 +51,7 @@ class Person(StrictModel):
     nationality: Text | None = None
     country: Country | None = Field(default=None, description="ISO 3166-1 alpha-2, e.g. MX")
     gender: Gender | None = None
+    timezone: TimeZone | None = Field(default=None, description="IANA time zone, e.g. America/Mexico_City")
     height_cm: float | None = Field(default=None, ge=30, le=300)
     weight_kg: float | None = Field(default=None, ge=2, le=700)
     providers: list[Provider] | None = Field(default=None, min_length=1, max_length=len(PROVIDERS))

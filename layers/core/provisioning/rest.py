@@ -15,6 +15,7 @@ validate the body and to document the route in OpenAPI.
 """
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -60,21 +61,31 @@ class RouteNotFound(ProvisioningError):
 
 class RestResolver(APIGatewayRestResolver):
     """Powertools' REST resolver with validation and the hub's strict JSON parser, which remembers
-    the methods of each route (the hub's routes are static paths)."""
+    the methods of each route (static paths, and rules with parameters such as
+    ``/people/<external_id>``, matched as Powertools matches them)."""
 
     def __init__(self) -> None:
         super().__init__(enable_validation=True, json_body_deserializer=adapters.parse_json)
         self._methods: dict[str, list[str]] = {}
+        self._rules: list[tuple[re.Pattern[str], list[str]]] = []
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Any:
         methods = [method] if isinstance(method, str) else list(method)
-        known = self._methods.setdefault(rule.rstrip("/") or "/", [])
+        key = rule.rstrip("/") or "/"
+        if key not in self._methods:
+            self._methods[key] = []
+            if "<" in key:
+                self._rules.append((self._compile_regex(key), self._methods[key]))
+        known = self._methods[key]
         known.extend(m.upper() for m in methods if m.upper() not in known)
         return super().route(rule, method, *args, **kwargs)
 
     def allowed_methods(self, path: str) -> list[str]:
         """The methods of the route at ``path`` (none for a path without a route)."""
-        return list(self._methods.get(path.rstrip("/") or "/", []))
+        path = path.rstrip("/") or "/"
+        if path in self._methods:
+            return list(self._methods[path])
+        return next((list(methods) for pattern, methods in self._rules if pattern.match(path)), [])
 
 
 def error_response(error: ProvisioningError) -> Response[str]:
@@ -141,10 +152,10 @@ def json_response(model: BaseModel, status: int = 200) -> Response[str]:
     return Response(status_code=status, content_type=JSON, body=model.model_dump_json())
 
 
-def error_responses(*statuses: int) -> dict[int, Any]:
+def error_responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int, Any]:
     """OpenAPI descriptions of the error answers a route can give (with those ``answer`` gives on
-    every route: 405, 413, 415)."""
-    descriptions = {
+    every route: 405, 413, 415); ``descriptions`` words a status for the route."""
+    known = {
         400: "Malformed JSON (NaN, Infinity, over-long numbers and deep nesting included).",
         405: "Another method than the route's (see the Allow header).",
         409: "Same person requested with a different payload, or being provisioned right now.",
@@ -155,8 +166,9 @@ def error_responses(*statuses: int) -> dict[int, Any]:
         502: "Provider unavailable or refusing our credentials.",
         504: "Provider timed out.",
     }
+    known.update(descriptions or {})
     every_route = sorted({*statuses, 405, 413, 415})
-    return {s: {"description": descriptions[s], "content": {JSON: {"model": ErrorBody}}} for s in every_route}
+    return {s: {"description": known[s], "content": {JSON: {"model": ErrorBody}}} for s in every_route}
 
 
 def build_rest_app[RequestT: BaseModel](

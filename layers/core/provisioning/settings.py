@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from provisioning.errors import ConfigurationError
+from provisioning.models import Provider
 from provisioning.providers import PROVIDERS, provider
 from provisioning.validation import Loc, field_errors
 
@@ -121,6 +122,48 @@ class Settings(BaseModel):
 
     def base_url(self, name: str) -> str:
         return self._provider(name).base_url
+
+
+# A Cognito attribute name: standard (sub, email) or custom (custom:user_id).
+ATTRIBUTE_PATTERN = r"^(?:custom:|dev:)?[A-Za-z0-9_.:-]{1,64}$"
+
+
+class SignupSettings(BaseModel):
+    """The environment of the Cognito post-confirmation trigger (``SignupTriggerFunction``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    signup_event_bus_name: str = Field(min_length=1)
+    signup_fallback_queue_url: str | None = None  # a Person the bus did not take waits here
+    signup_fallback_dlq_url: str | None = None  # a person that cannot be mapped, with the reason
+    # The attribute that holds the person's external_id (empty: Cognito's ``sub``).
+    signup_external_id_attribute: str = Field(default="sub", pattern=ATTRIBUTE_PATTERN)
+    # Where to provision everyone (empty: every provider), unless the attribute below says otherwise.
+    signup_providers: tuple[Provider, ...] | None = Field(default=None, min_length=1)
+    signup_providers_attribute: str | None = Field(default="custom:providers", pattern=ATTRIBUTE_PATTERN)
+
+    @field_validator("signup_providers_attribute", mode="before")
+    @classmethod
+    def _none_when_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("signup_providers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip()) or None
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SignupSettings:
+        env = os.environ if environ is None else environ
+        # An empty SIGNUP_PROVIDERS_ATTRIBUTE means no attribute (an empty variable is otherwise unset).
+        keep = {"signup_providers_attribute"}
+        values = {key.lower(): value for key, value in env.items() if value != "" or key.lower() in keep}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid environment: {_variables(exc)}") from None
 
 
 def flag(variable: str, environ: Mapping[str, str] | None = None) -> bool:

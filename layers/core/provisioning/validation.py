@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, StringConstraints, ValidationError, WithJsonSchema
 
@@ -72,6 +74,33 @@ def _past_date(value: str) -> str:
 
 DateOfBirth = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_past_date)]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+# Checked before the time zone database is asked: an IANA name such as America/New_York or UTC.
+_ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,30}(?:/[A-Za-z0-9_+-]{1,30}){0,2}$")
+
+
+@cache
+def _zone_database() -> bool:
+    """Whether this runtime has a time zone database to check names against."""
+    try:
+        ZoneInfo("UTC")
+    except ZoneInfoNotFoundError:
+        return False
+    return True
+
+
+def _iana_zone(value: str) -> str:
+    if not _ZONE_NAME.match(value):
+        raise ValueError("must be an IANA time zone name, e.g. America/New_York")
+    if _zone_database():
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not a known IANA time zone (e.g. America/New_York)") from None
+    return value
+
+
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana_zone)]
 
 
 # -- personal data in ids ---------------------------------------------------------------------------

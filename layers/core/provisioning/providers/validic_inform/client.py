@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import cache
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 import requests
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -71,38 +67,12 @@ VOCABULARY = ErrorVocabulary(
 UID_PATTERN = r"^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*$"
 UID_MIN, UID_MAX = 4, 254
 _UID = re.compile(UID_PATTERN)
-# Checked before the time zone database is asked: an IANA name such as America/New_York or UTC.
-_ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,30}(?:/[A-Za-z0-9_+-]{1,30}){0,2}$")
 
 
 def identifying_reason(uid: str) -> str | None:
     """Why a uid would reveal who the person is, or None (the rule is ``validation.identifying_reason``)."""
     reason = validation.identifying_reason(uid)
     return f"{reason}; Validic forbids identifying information in uid" if reason else None
-
-
-@cache
-def _zone_database() -> bool:
-    """Whether this runtime has a time zone database to check names against."""
-    try:
-        ZoneInfo("UTC")
-    except ZoneInfoNotFoundError:
-        return False
-    return True
-
-
-def _iana_zone(value: str) -> str:
-    if not _ZONE_NAME.match(value):
-        raise ValueError("must be an IANA time zone name, e.g. America/New_York")
-    if _zone_database():
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("is not a known IANA time zone (e.g. America/New_York)") from None
-    return value
-
-
-TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana_zone)]
 
 
 class ValidicInformSecret(BaseModel):
@@ -115,7 +85,9 @@ class ValidicInformSecret(BaseModel):
 
 
 class ValidicInformLocation(StrictModel):
-    timezone: TimeZone | None = Field(default=None, description="IANA time zone, e.g. America/New_York")
+    timezone: validation.TimeZone | None = Field(
+        default=None, description="IANA time zone, e.g. America/New_York"
+    )
     country_code: validation.Country | None = Field(default=None, description="ISO 3166-1 alpha-2, e.g. US")
 
     @model_validator(mode="after")
@@ -299,12 +271,14 @@ def build_create_user(deps: ProviderDependencies) -> ValidicInformProvisionUser:
 
 
 def from_person(person: Person) -> dict[str, Any]:
-    """Validic needs a non-identifying uid (our id) and, optionally, where the person lives."""
+    """Validic needs a non-identifying uid (our id) and, optionally, where the person lives (their
+    country and IANA time zone)."""
     body: dict[str, Any] = {"external_id": person.external_id}
     location: dict[str, str] = {}
     if person.country:
         location["country_code"] = person.country
-    # Person has no time zone yet: when it gains one (an IANA name), it maps to location.timezone here.
+    if person.timezone:
+        location["timezone"] = person.timezone
     if location:
         body["location"] = location
     return body
