@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
+from aws_lambda_powertools.event_handler import Response  # resolves the route's annotation
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from standardwebhooks import Webhook
@@ -51,7 +52,7 @@ from provisioning.runtime import Dependencies, LambdaFunction
 from provisioning.validation import field_errors
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 ROUTE = "/signups/webhook"
