@@ -46,6 +46,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from provisioning import adapters
 from provisioning.errors import ConfigurationError, FieldError, InvalidRequest, ProvisioningError
 from provisioning.http import RedactingFilter, redact_in
+from provisioning.models import ErrorBody
 from provisioning.observability import logger, metrics
 from provisioning.person import SIGNUP_DETAIL_TYPE, Person, parse_person
 from provisioning.runtime import Dependencies, LambdaFunction
@@ -123,13 +124,17 @@ class WebhookSecrets(BaseModel):
 
 
 # -- payloads ----------------------------------------------------------------------------------
-class _ClerkEmail(BaseModel):
+class ClerkEmail(BaseModel):
+    """One of a Clerk user's e-mail addresses."""
+
     model_config = ConfigDict(extra="ignore")
     id: str
     email_address: str
 
 
-class _ClerkPhone(BaseModel):
+class ClerkPhone(BaseModel):
+    """One of a Clerk user's phone numbers."""
+
     model_config = ConfigDict(extra="ignore")
     id: str
     phone_number: str
@@ -144,9 +149,9 @@ class ClerkUser(BaseModel):
     id: str
     first_name: str | None = None
     last_name: str | None = None
-    email_addresses: list[_ClerkEmail] = Field(default_factory=list)
+    email_addresses: list[ClerkEmail] = Field(default_factory=list)
     primary_email_address_id: str | None = None
-    phone_numbers: list[_ClerkPhone] = Field(default_factory=list)
+    phone_numbers: list[ClerkPhone] = Field(default_factory=list)
     primary_phone_number_id: str | None = None
     birthday: str | None = None
     gender: str | None = None
@@ -245,6 +250,47 @@ class ClerkSignup(BaseModel):
     object: Literal["event"] = "event"
     type: Literal["user.created"]
     data: ClerkUser
+
+
+def describe_request(document: dict[str, Any]) -> None:
+    """Add the route's signature headers and its two payloads to the OpenAPI ``document`` (the
+    function reads the raw body itself: the signature is checked before the body is parsed, so
+    the route declares no body model for Powertools to validate first)."""
+    from pydantic.json_schema import models_json_schema
+
+    operation = document["paths"][ROUTE]["post"]
+    operation["responses"].pop("422", None)  # Powertools' body validation: this route has none
+    operation["parameters"] = [
+        {
+            "name": f"webhook-{name}",
+            "in": "header",
+            "required": False,
+            "description": f"{description} Required, or Svix's svix-{name} instead.",
+            "schema": {"type": "string"},
+        }
+        for name, description in (
+            ("id", "The delivery's id: a replay of a published id publishes nothing."),
+            ("timestamp", "Unix seconds; at most 5 minutes from now."),
+            ("signature", "Space-separated v1,<base64 HMAC-SHA256 of ${id}.${timestamp}.${body}>."),
+        )
+    ]
+    refs, schemas = models_json_schema(
+        [(GenericSignup, "validation"), (ClerkSignup, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in schemas.get("$defs", {}).items():
+        if components.setdefault(name, schema) != schema:
+            raise ValueError(f"two schemas named {name} in the OpenAPI document")
+    operation["requestBody"] = {
+        "required": True,
+        "content": {
+            adapters.JSON: {
+                "schema": {"oneOf": [refs[(GenericSignup, "validation")], refs[(ClerkSignup, "validation")]]}
+            }
+        },
+    }
+    document["components"]["schemas"] = dict(sorted(components.items()))
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -407,6 +453,11 @@ class SignupWebhookFunction(LambdaFunction):
                     "content": {adapters.JSON: {"model": WebhookAnswer}},
                 },
                 **rest.error_responses(400, 401, 413, 503),
+                400: {
+                    "description": "A signed payload that is not JSON, or not a valid person: the fields "
+                    "are named, never their values. Nothing is published.",
+                    "content": {adapters.JSON: {"model": ErrorBody}},
+                },
             },
         )(self._receive)
         return app
@@ -501,6 +552,7 @@ __all__ = [
     "WebhookAnswer",
     "WebhookSecrets",
     "check_headers",
+    "describe_request",
     "signup_person",
     "verify",
 ]
