@@ -527,3 +527,32 @@ def test_a_signed_clerk_delivery_links_the_person_at_their_providers(
     linked = {link.provider for link in store.links_of(CLERK_ID) if link.provider_user_id}
     assert linked == {"palenca", "trust", "palm"}
     assert len(sandbox.emulators["trust"].users_with_email("ana.perez@example.test")) == 1
+
+
+# -- its role --------------------------------------------------------------------------------------
+def test_the_webhook_role_publishes_to_the_signup_bus_and_reads_its_own_secret_only(stack, admin_session):
+    from tests.integration.test_iam import _as, _denied
+
+    role = _as(admin_session, FUNCTION)
+    events, secrets = role.client("events"), role.client("secretsmanager")
+    entry = {
+        "Source": "provisioner.signups",
+        "DetailType": "UserSignedUp",
+        "Detail": '{"external_id": "u-1"}',
+    }
+
+    assert (
+        events.put_events(Entries=[{**entry, "EventBusName": stack.refs["SignupEventBus"]}])[
+            "FailedEntryCount"
+        ]
+        == 0
+    )
+    secrets.get_secret_value(SecretId=stack.parameters["SignupWebhookSecretId"])
+    assert _denied(lambda: events.put_events(Entries=[{**entry, "EventBusName": "default"}]))
+    assert _denied(lambda: secrets.get_secret_value(SecretId=stack.parameters["PalencaSecretId"]))
+    assert _denied(
+        lambda: role.client("dynamodb").get_item(
+            TableName=stack.refs["UsersTable"],
+            Key={"external_id": {"S": "u-1"}, "provider": {"S": "palenca"}},
+        )
+    )
