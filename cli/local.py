@@ -363,6 +363,8 @@ def sam_local_env(
     state = _local_state(template, aws_endpoint, sandbox_url)
     state.refs.update(refs)
     state.attrs.update(attrs)
+    for bus, resource in template.of_type("AWS::Events::EventBus").items():  # by the name it is given
+        state.refs[bus] = str(state.resolver()(resource["Properties"]["Name"]))
     resolve = state.resolver()
     env = {}
     for name in template.functions():
