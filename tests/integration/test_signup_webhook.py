@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -296,6 +297,28 @@ def test_a_replayed_webhook_id_publishes_nothing_new(invoke, secret, published):
             "ignored": False,
         }
     assert len(published()) == 1
+
+
+def test_a_published_record_past_its_expiration_no_longer_counts_as_a_replay(
+    invoke, stack, aws, secret, published, claims
+):
+    """DynamoDB removes expired items only eventually: one still there after its three days is
+    treated as gone (the same webhook-id so late is a new delivery, not a retry)."""
+    delivery = sign(secret, _generic())
+    aws("dynamodb").put_item(
+        TableName=stack.refs["IdempotencyTable"],
+        Item={
+            "id": {"S": f"signup-webhook#{delivery.webhook_id}"},
+            "state": {"S": "published"},
+            "expiration": {"N": str(int(time.time()) - 1)},
+        },
+    )
+
+    answer = _deliver(invoke, delivery)
+
+    assert answer["statusCode"] == 202, answer
+    assert len(published()) == 1
+    assert int(claims(delivery.webhook_id)["expiration"]) > time.time() + 2 * 86400
 
 
 class Killed(BaseException):
