@@ -379,6 +379,18 @@ def test_when_the_bus_refuses_the_claim_is_removed_and_the_sender_retries(
     assert len(published()) == 1
 
 
+def test_when_the_delivery_cannot_be_recorded_nothing_is_published_and_the_sender_retries(
+    invoke, stack, aws, secret, published
+):
+    aws("dynamodb").delete_table(TableName=stack.refs["IdempotencyTable"])  # the table is unavailable
+
+    answer = _deliver(invoke, sign(secret, _generic()))
+
+    assert answer["statusCode"] == 503, answer
+    assert response_json(answer)["error"]["code"] == "webhook_unavailable"
+    assert published() == []
+
+
 def test_a_malformed_secret_is_a_503_naming_the_key_never_its_value(invoke, stack, aws, every_record):
     broken = "not-a-whsec-value-SENSITIVE"
     aws("secretsmanager").put_secret_value(

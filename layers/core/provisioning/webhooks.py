@@ -522,14 +522,22 @@ class SignupWebhookFunction(LambdaFunction):
             logger.info("webhook ignored: not a user.created event")
             return rest.json_response(WebhookAnswer(webhook_id=webhook_id, published=False, ignored=True))
         answer = WebhookAnswer(webhook_id=webhook_id, external_id=person.external_id, published=False)
-        if not self.deliveries.claim(webhook_id):
+        try:
+            claimed = self.deliveries.claim(webhook_id)
+        except Exception as exc:  # the table is unavailable: the sender retries
+            logger.error("the delivery could not be claimed", extra={"error_type": type(exc).__name__})
+            raise WebhookUnavailable("the delivery could not be recorded; retry later") from None
+        if not claimed:
             logger.info("webhook replay: already published", extra={"external_id": person.external_id})
             metrics.add_metric(name="SignupWebhookReplays", unit=MetricUnit.Count, value=1)
             return rest.json_response(answer.model_copy(update={"duplicate": True}))
         try:
             self._publish(person)
         except WebhookUnavailable:
-            self.deliveries.release(webhook_id)
+            try:
+                self.deliveries.release(webhook_id)
+            except Exception as exc:  # the retry finds the claim "publishing": it publishes all the same
+                logger.warning("the claim could not be removed", extra={"error_type": type(exc).__name__})
             raise
         try:
             self.deliveries.published(webhook_id)
