@@ -130,6 +130,21 @@ def test_webhook_send_delivers_a_signed_clerk_signup_to_the_local_stack(in_proje
     assert sqs.receive_message(QueueUrl=state.refs["TrustCreateUserQueue"]).get("Messages", []) == []
 
 
+def test_a_signed_clerk_delivery_for_the_demo_is_published(local_stack, template):
+    from provisioner_cli.webhook import send_signed_clerk_delivery
+
+    _, state = local_stack
+    answer = send_signed_clerk_delivery(template, state, external_id="user_2demoSignup", providers=["palm"])
+
+    assert answer["statusCode"] == 202, answer
+    assert json.loads(answer["body"])["external_id"] == "user_2demoSignup"
+    sqs = aws_client(state, "sqs")
+    queued = sqs.receive_message(QueueUrl=state.refs["PalmCreateUserQueue"], MaxNumberOfMessages=10)
+    assert [json.loads(m["Body"])["detail"]["external_id"] for m in queued.get("Messages", [])] == [
+        "user_2demoSignup"
+    ]
+
+
 def test_webhook_send_posts_a_delivery_the_library_verifies_to_a_url():
     from standardwebhooks import Webhook
 
