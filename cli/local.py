@@ -246,9 +246,38 @@ def provision_resources(
         secret_id = state.parameters[provider_parameter(template, info, info.secret_id_variable)]
         secrets.create_secret(Name=secret_id, SecretString=json.dumps(credentials[info.name]))
 
+    webhook_secret = webhook_secret_parameter(template)
+    if webhook_secret is not None:  # the signup webhook's signing secret: random, as a sender's is
+        secrets.create_secret(
+            Name=state.parameters[webhook_secret],
+            SecretString=json.dumps({"secrets": [new_webhook_secret()]}),
+        )
+
     for logical_id in template.functions():
         state.refs[logical_id] = logical_id
     return state
+
+
+WEBHOOK_FUNCTION = "SignupWebhookFunction"
+
+
+def webhook_secret_parameter(template: Template) -> str | None:
+    """The parameter naming the signup webhook's secret (``SIGNUP_WEBHOOK_SECRET_ID``'s ``!Ref``),
+    or None when the template has no webhook function."""
+    if WEBHOOK_FUNCTION not in template.functions():
+        return None
+    value = template.function(WEBHOOK_FUNCTION).environment.get("SIGNUP_WEBHOOK_SECRET_ID")
+    if not (isinstance(value, dict) and isinstance(value.get("Ref"), str)):
+        raise ValueError(f"{WEBHOOK_FUNCTION} must set SIGNUP_WEBHOOK_SECRET_ID from a parameter (!Ref)")
+    return str(value["Ref"])
+
+
+def new_webhook_secret() -> str:
+    """A random Standard Webhooks signing secret: ``whsec_`` and 32 random bytes in base64."""
+    import base64
+    import secrets
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def apply_environment(env: dict[str, str]) -> dict[str, str]:
@@ -338,6 +367,8 @@ def sam_local_env(
     state = _local_state(template, aws_endpoint, sandbox_url)
     state.refs.update(refs)
     state.attrs.update(attrs)
+    for bus, resource in template.of_type("AWS::Events::EventBus").items():  # by the name it is given
+        state.refs[bus] = str(state.resolver()(resource["Properties"]["Name"]))
     resolve = state.resolver()
     env = {}
     for name in template.functions():

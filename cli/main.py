@@ -19,6 +19,7 @@ from provisioner_cli.stack import PROVIDER_WIDTH, resolve_target, target_options
 from provisioner_cli.status import status
 from provisioner_cli.sync import sync_command
 from provisioner_cli.template import Template
+from provisioner_cli.webhook import webhook
 from provisioning.providers import NAMES
 
 
@@ -289,7 +290,7 @@ def deploy_check(template_path: str, output_dir: str) -> None:
         raise click.ClickException(f"deploy-check failed: {len(report.failures)} problem(s) above")
 
 
-for command in (import_command, status, dlq, sync_command, person_command):
+for command in (import_command, status, dlq, sync_command, person_command, webhook):
     cli.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

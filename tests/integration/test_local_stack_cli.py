@@ -106,6 +106,74 @@ def test_invoke_names_an_unknown_function(in_project):
     assert "NopeFunction" in result.output
 
 
+def test_webhook_send_delivers_a_signed_clerk_signup_to_the_local_stack(in_project):
+    _, state = in_project
+    template = str(ROOT / "template.yaml")
+    args = ["webhook", "send", "--clerk", "--external-id", "user_2cliSignup", "--providers", "palenca"]
+
+    first = _run(*args, "--webhook-id", "msg_cli_1", "--template", template)
+    replay = _run(*args, "--webhook-id", "msg_cli_1", "--template", template)
+
+    assert first.exit_code == 0, first.output
+    status, body = first.stdout.strip().split(" ", 1)
+    assert (status, json.loads(body)["external_id"], json.loads(body)["published"]) == (
+        "202",
+        "user_2cliSignup",
+        True,
+    )
+    assert replay.stdout.startswith("200 ")
+    assert json.loads(replay.stdout[4:])["duplicate"] is True
+    sqs = aws_client(state, "sqs")  # the signup rule routed the one event to Palenca's queue
+    queued = sqs.receive_message(QueueUrl=state.refs["PalencaCreateUserQueue"], MaxNumberOfMessages=10)
+    people = [json.loads(m["Body"])["detail"]["external_id"] for m in queued.get("Messages", [])]
+    assert people.count("user_2cliSignup") == 1
+    assert sqs.receive_message(QueueUrl=state.refs["TrustCreateUserQueue"]).get("Messages", []) == []
+
+
+def test_a_signed_clerk_delivery_for_the_demo_is_published(local_stack, template):
+    from provisioner_cli.webhook import send_signed_clerk_delivery
+
+    _, state = local_stack
+    answer = send_signed_clerk_delivery(template, state, external_id="user_2demoSignup", providers=["palm"])
+
+    assert answer["statusCode"] == 202, answer
+    assert json.loads(answer["body"])["external_id"] == "user_2demoSignup"
+    sqs = aws_client(state, "sqs")
+    queued = sqs.receive_message(QueueUrl=state.refs["PalmCreateUserQueue"], MaxNumberOfMessages=10)
+    assert [json.loads(m["Body"])["detail"]["external_id"] for m in queued.get("Messages", [])] == [
+        "user_2demoSignup"
+    ]
+
+
+def test_webhook_send_posts_a_delivery_the_library_verifies_to_a_url():
+    from standardwebhooks import Webhook
+
+    from provisioner_cli.local import new_webhook_secret
+    from tests.support import Recorded, recorded_server
+
+    secret = new_webhook_secret()
+    with recorded_server([Recorded(202, {"published": True})]) as (url, seen):
+        result = _run(
+            "webhook",
+            "send",
+            "--url",
+            f"{url}/v1/signups/webhook",
+            "--secret",
+            secret,
+            "--external-id",
+            "u-url-1",
+        )
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("202 ")
+    (request,) = seen
+    assert request.path == "/v1/signups/webhook"
+    assert set(request.headers) >= {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    # The recorder keeps the parsed body; the command sent json.dumps of it, the same bytes again.
+    Webhook(secret).verify(json.dumps(request.body), request.headers)
+    assert request.body["data"]["external_id"] == "u-url-1"
+
+
 def test_local_env_resolves_the_function_environment(in_project):
     result = _run("local", "env", "PalencaCreateUserFunction", "--template", str(ROOT / "template.yaml"))
     env = json.loads(result.stdout)

@@ -171,6 +171,8 @@ def test_env_json_points_every_function_at_the_local_stack(template):
             assert "amazonaws.com" not in value, (name, key)
             assert "arn:aws:" not in value, (name, key)
     assert env["ValidicProvisionUserFunction"]["TOKEN_KMS_KEY_ID"] == local_key_alias("TokenEncryptionKey")
+    # The signup bus by the name the local stack gives it (provisioner-local-signups).
+    assert env["SignupWebhookFunction"]["SIGNUP_EVENT_BUS_NAME"] == "provisioner-local-signups"
 
 
 def test_an_empty_aws_endpoint_url_leaves_boto3_on_aws(monkeypatch):

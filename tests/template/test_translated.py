@@ -26,6 +26,7 @@ OTHER_FUNCTIONS = [
     "PeopleFunction",
     "ApiDocsFunction",
     "SignupTriggerFunction",
+    "SignupWebhookFunction",
     "OutcomeEventsFunction",
 ]
 
@@ -187,6 +188,15 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("sqs:SendMessage", "SignupFallbackDLQ.Arn"),
     }
     | ENCRYPTED_QUEUES,
+    # provisioning/webhooks.py: the signing secrets, the replay records (claim, mark, release), the
+    # bus (resolved here as if EventBusName were given, as for the trigger)
+    "SignupWebhookFunction": {
+        _secret("SignupWebhookSecretId"),
+        ("dynamodb:PutItem", "IdempotencyTable.Arn"),
+        ("dynamodb:UpdateItem", "IdempotencyTable.Arn"),
+        ("dynamodb:DeleteItem", "IdempotencyTable.Arn"),
+        ("events:PutEvents", f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/EventBusName"),
+    },
     # Publishes to the hub's bus; Lambda reads the stream of the table encrypted with the hub key and
     # sends failed batches to the encrypted OutcomeEventsDLQ with its role (SAM grants the SendMessage).
     # With OutcomeEventsIncludeMarketplaceUrl also kms:Decrypt on TokenEncryptionKey (a condition).
@@ -219,6 +229,17 @@ def test_a_user_pool_may_invoke_the_signup_trigger_only_when_given(translated):
     assert properties["SourceArn"] == {"Ref": "SignupUserPoolArn"}
     assert properties["SourceAccount"] == {"Ref": "AWS::AccountId"}
     assert properties["FunctionName"] == {"Fn::GetAtt": ["SignupTriggerFunction", "Arn"]}
+
+
+def test_the_signup_webhook_publishes_to_the_bus_the_stack_uses(translated):
+    raw = translated["Resources"]["SignupWebhookFunctionRole"]["Properties"]["Policies"]
+    (publish,) = [
+        s for p in raw for s in p["PolicyDocument"]["Statement"] if s.get("Sid") == "PublishSignups"
+    ]
+    condition, created, given = publish["Resource"]["Fn::If"]
+    assert condition == "CreateEventBus"
+    assert created == {"Fn::GetAtt": ["SignupEventBus", "Arn"]}
+    assert "event-bus/${EventBusName}" in given["Fn::Sub"]
 
 
 def test_key_policies_grant_services_only_on_behalf_of_this_account(translated):

@@ -34,6 +34,8 @@ ROUTES = {
     ),
     "PalmCreateUserFunction": ("/palm/users", {"external_id": "h-1"}),
     "ValidicProvisionUserFunction": ("/validic/users", {"external_id": "h-1"}),
+    # Refused before its signature is checked: another method, another content type.
+    "SignupWebhookFunction": ("/signups/webhook", {"type": "user.created", "data": {"external_id": "h-1"}}),
 }
 HUGE_INTEGER = "1" * 4301
 DEEP_NESTING = "[" * 100_000 + "]" * 100_000

@@ -26,7 +26,8 @@ TITLES = [info.title for info in PROVIDERS]
 _POWERTOOLS_422 = "#/components/schemas/HTTPValidationError"
 DESCRIPTION = (
     f"Creates people at {', '.join(TITLES[:-1])} and {TITLES[-1]} and records their provider ids. "
-    "Every route requires SigV4-signed requests (AWS_IAM)."
+    "Every route requires SigV4-signed requests (AWS_IAM), but POST /signups/webhook, which is "
+    "authenticated by its Standard Webhooks signature."
 )
 
 
@@ -35,9 +36,10 @@ def operation_apps() -> list[APIGatewayRestResolver]:
     from provisioning.listing import PalencaListUsersFunction
     from provisioning.people_api import PeopleFunction
     from provisioning.runtime import CreateUserFunction
+    from provisioning.webhooks import SignupWebhookFunction
 
     functions: list[LambdaFunction] = [CreateUserFunction(info.create.load_spec()) for info in PROVIDERS]
-    functions.extend([PalencaListUsersFunction(), PeopleFunction()])
+    functions.extend([PalencaListUsersFunction(), PeopleFunction(), SignupWebhookFunction()])
     return [function.app for function in functions]
 
 
@@ -48,6 +50,9 @@ def openapi_document() -> dict[str, Any]:
         schema = app.get_openapi_schema(title=TITLE, version=VERSION)
         merge.add_schema(schema.model_dump(by_alias=True, exclude_none=True))
     document: dict[str, Any] = json.loads(merge.get_openapi_json_schema())
+    from provisioning.webhooks import describe_request
+
+    describe_request(document)
     document["paths"] = dict(sorted(document.get("paths", {}).items()))
     for item in document["paths"].values():
         for operation in item.values():

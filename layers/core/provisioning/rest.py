@@ -157,6 +157,7 @@ def error_responses(*statuses: int, descriptions: dict[int, str] | None = None) 
     every route: 405, 413, 415); ``descriptions`` words a status for the route."""
     known = {
         400: "Malformed JSON (NaN, Infinity, over-long numbers and deep nesting included).",
+        401: "Signature missing, malformed, more than 5 minutes old or early, or made with no live secret.",
         405: "Another method than the route's (see the Allow header).",
         409: "Same person requested with a different payload, or being provisioned right now.",
         413: "Body over 16 KiB (UTF-8 bytes).",
@@ -164,6 +165,7 @@ def error_responses(*statuses: int, descriptions: dict[int, str] | None = None) 
         422: "Invalid body (the fields are named), or the provider rejected the request.",
         429: "Provider rate limit reached; retry after Retry-After seconds.",
         502: "Provider unavailable or refusing our credentials.",
+        503: "Temporarily unable to take the request (configuration or a downstream service); retry later.",
         504: "Provider timed out.",
     }
     known.update(descriptions or {})

@@ -50,9 +50,12 @@ class Settings(BaseModel):
     rate_limit_max_wait_seconds: float = Field(default=86400, gt=0, le=1209600)
     token_kms_key_id: str | None = None  # encrypts per-user provider tokens (Validic, Validic Inform)
     dead_letter_queue_url: str | None = None
+    # Signed signup webhooks (SignupWebhookFunction): the secret holding the live signing secrets,
+    # and the bus their UserSignedUp events are published to (and the outcome events too).
+    signup_webhook_secret_id: str | None = None
+    signup_event_bus_name: str | None = None
     queue_url: str | None = None  # the function's own queue (waiting records are sent back to it)
     idempotency_ttl_seconds: int = Field(default=3600, ge=1)
-    signup_event_bus_name: str | None = None  # the hub's bus: UserSignedUp in, outcome events out
     # PersonProvisioned carries Validic Inform's marketplace URL (a credential) only when true.
     outcome_events_include_marketplace_url: bool = False
     # How many records of one batch are provisioned at once; one per 64 MB of memory when unset.
