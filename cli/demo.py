@@ -5,8 +5,12 @@ through SQS (sent to the queue and polled like Lambda's event source mapping, wi
 message; each provider's requests mapped from the same people),
 publishes UserSignedUp events to the signup bus (routed by rule to the provider queues), runs the
 scheduled Palenca sync, lets providers misbehave (an HTML answer after a committed create, a shared
-e-mail address, redirects to another host), and prints the dead-letter queues and the stored links. Every
-invocation runs in a fresh process, as ``provisioner invoke`` does.
+e-mail address, redirects to another host), and prints the dead-letter queues. Then the signups that come
+from where people sign up: a Cognito post-confirmation (and a password reset, which provisions no one) and
+a signed Clerk ``user.created`` delivery (and its replay, which publishes nothing); the outcome events that
+come back on the hub's bus, drained from the users table's stream as Lambda's event source mapping does;
+``GET /people/{id}`` for the Cognito person, and the stored links. Every invocation runs in a fresh
+process, as ``provisioner invoke`` does.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from provisioner_cli.invoke import invoke_function
 from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import LocalStack, StackState, aws_client
 from provisioner_cli.main import print_links
+from provisioner_cli.outcomes import FUNCTION as OUTCOMES_FUNCTION
+from provisioner_cli.outcomes import Subscriber, drain_outcomes, summary
+from provisioner_cli.person import render
 from provisioner_cli.sync import SYNC_FUNCTION
 from provisioner_cli.template import Template
+from provisioner_cli.webhook import clerk_payload, local_secret, send_local, sign
+from provisioning.people import PersonView
 from provisioning.person import Person
 from provisioning.providers import BY_NAME, NAMES, PROVIDERS, ProviderInfo
 
@@ -69,6 +78,13 @@ WIDGET_USERS = ["widget-1", "widget-2"]
 HTML_AFTER_CREATE = "palenca"
 SHARED_EMAIL = "trust"
 REDIRECTS = "validic"
+
+
+# Where people sign up: a Cognito user pool (its PostConfirmation trigger) and Clerk (signed webhooks).
+SIGNUP_TRIGGER = "SignupTriggerFunction"
+PEOPLE_FUNCTION = "PeopleFunction"
+CLERK_PERSON = "user_2demoClerk"
+CLERK_PROVIDERS = ["palenca", "trust", "palm"]  # Validic Inform's uid takes no underscore, as Clerk ids have
 
 
 def batch_bodies(info: ProviderInfo) -> list[Any]:
@@ -146,6 +162,7 @@ class Demo:
         stolen = len(sandbox.thief.requests)
         click.echo(f"    requests that reached the other host: {stolen} (the provider's secret stayed home)")
         self.ok &= stolen == 0
+        sandbox.clear_faults()  # the providers' bad day is over
         return 1  # badday-1
 
     def batch(self, info: ProviderInfo, bodies: list[Any]) -> None:
@@ -173,6 +190,9 @@ class Demo:
         ]
         self.ok &= events.put_events(Entries=entries)["FailedEntryCount"] == 0
         click.echo(f"  published {len(entries)} events to {bus}")
+        self.drain_provider_queues()
+
+    def drain_provider_queues(self) -> None:
         sqs = aws_client(self.state, "sqs")
         for info in PROVIDERS:
             report = drain_queue(
@@ -182,14 +202,89 @@ class Demo:
                 max_batches=5,
             )
             counts = f"acknowledged {report.acknowledged}, reported failed {report.failed}"
-            click.echo(f"  {info.create.queue:<26} {counts}")
+            click.echo(f"  {info.create.queue:<32} {counts}")
             self.ok &= report.failed == 0
+
+    def queued_for_providers(self) -> int:
+        sqs = aws_client(self.state, "sqs")
+        return sum(
+            int(
+                sqs.get_queue_attributes(
+                    QueueUrl=self.state.refs[info.create.queue],
+                    AttributeNames=["ApproximateNumberOfMessages"],
+                )["Attributes"]["ApproximateNumberOfMessages"]
+            )
+            for info in PROVIDERS
+        )
+
+    def cognito(self) -> str:
+        """A Cognito password reset (nothing published), then a confirmed signup (published).
+        Returns the person's external_id (their ``sub``)."""
+        folder = self.template.root / "events" / self.template.function(SIGNUP_TRIGGER).code_uri.name
+        reset = json.loads((folder / "confirm_forgot_password.json").read_text())
+        self.ok &= self.invoke(SIGNUP_TRIGGER, reset) == reset
+        queued = self.queued_for_providers()
+        click.echo(f"  Cognito {reset['triggerSource']}: event returned unchanged, {queued} queued (none)")
+        self.ok &= queued == 0
+        confirmed = json.loads((folder / "confirm_sign_up.json").read_text())
+        self.ok &= self.invoke(SIGNUP_TRIGGER, confirmed) == confirmed
+        queued = self.queued_for_providers()
+        click.echo(
+            f"  Cognito {confirmed['triggerSource']}: event returned unchanged, "
+            f"UserSignedUp routed to {queued} provider queues"
+        )
+        self.ok &= queued == len(PROVIDERS)
+        return str(confirmed["request"]["userAttributes"]["sub"])
+
+    def clerk(self) -> None:
+        """A signed Clerk user.created delivery, then the same delivery again (a sender's retry)."""
+        body = json.dumps(clerk_payload(self.template.root, CLERK_PERSON, CLERK_PROVIDERS))
+        delivery = sign(local_secret(self.template, self.state), body, svix=True)
+        before = self.queued_for_providers()
+        for attempt in ("delivered", "replayed"):
+            answer = send_local(self.template, self.state, delivery)
+            outcome = (
+                "duplicate: nothing published" if json.loads(answer["body"]).get("duplicate") else "published"
+            )
+            queued = self.queued_for_providers() - before
+            click.echo(
+                f"  Clerk user.created {attempt} (svix-id {delivery.headers['svix-id']}): "
+                f"{answer['statusCode']} {outcome}, {queued} queued in all"
+            )
+            self.ok &= answer["statusCode"] in (200, 202) and queued == len(CLERK_PROVIDERS)
+
+    def outcomes(self, subscriber: Subscriber, people: list[str]) -> list[dict[str, Any]]:
+        report = drain_outcomes(self.template, self.state, partial(self.invoke, OUTCOMES_FUNCTION))
+        events = subscriber.events()
+        click.echo(
+            f"  the users table's stream: {report.records} changes passed to {OUTCOMES_FUNCTION} "
+            f"({report.filtered} filtered out: pending marks, claims), {len(events)} events on the bus"
+        )
+        for event in events:
+            if event["detail"].get("external_id") in people:
+                click.echo(f"  {summary(event)}")
+        self.ok &= not report.failures and not report.errors
+        return events
+
+    def person(self, external_id: str) -> PersonView:
+        folder = self.template.root / "events" / self.template.function(PEOPLE_FUNCTION).code_uri.name
+        event = json.loads((folder / "api.json").read_text())
+        event["path"] = f"/people/{external_id}"
+        event["pathParameters"] = {"external_id": external_id}
+        answer = self.invoke(PEOPLE_FUNCTION, event)
+        click.echo(f"  GET /people/{external_id} -> {answer['statusCode']}")
+        self.ok &= answer["statusCode"] == 200
+        view = PersonView.model_validate_json(answer["body"])
+        for line in render(view):
+            click.echo(f"    {line}")
+        return view
 
 
 def run_demo(template: Template) -> int:
     stack = LocalStack(template)
     with stack as state:
         demo = Demo(template, state)
+        subscriber = Subscriber.create(state)  # a product listening for outcome events on the hub's bus
         click.echo(f"local stack: AWS (moto) {state.aws_endpoint}, provider sandbox {state.sandbox_url}")
         click.echo(f"IAM enforced: each of the {len(state.credentials)} functions runs under its own role\n")
 
@@ -242,18 +337,40 @@ def run_demo(template: Template) -> int:
                 click.echo(f"    reason {reason['code']}: {reason['message']} (attempts {attempts})")
             demo.ok &= [m["Body"] for m in dead] == [MALFORMED]
 
-        click.echo("\n7. Stored provider links")
+        click.echo("\n7. Signups from where they happen: a Cognito user pool and Clerk's signed webhooks")
+        cognito_person = demo.cognito()
+        demo.clerk()
+        demo.drain_provider_queues()
+
+        click.echo("\n8. Outcome events back on the hub's bus (source provisioner), one per link")
+        events = demo.outcomes(subscriber, [cognito_person, CLERK_PERSON])
+
+        click.echo(f"\n9. One person at every provider: GET /people/{cognito_person}")
+        view = demo.person(cognito_person)
+        demo.ok &= all(shown.state == "linked" for shown in view.providers.values())
+
+        click.echo("\n10. Stored provider links")
         from provisioning.store import LinkStore
 
         links = LinkStore(aws_client(state, "dynamodb"), state.refs["UsersTable"]).scan_links()
         print_links(links)
+        linked = [link for link in links if link.provider_user_id]
         expected = (
             len(PROVIDERS)  # step 1
             + len(PROVIDERS) * len(BATCH_PEOPLE)  # step 2
             + signup_targets()  # step 3
             + len(WIDGET_USERS)  # step 4
             + bad_day_links  # step 5
+            + len(PROVIDERS)  # step 7: the Cognito person
+            + len(CLERK_PROVIDERS)  # step 7: the Clerk person
         )
-        demo.ok &= len([link for link in links if link.provider_user_id]) == expected
+        demo.ok &= len(linked) == expected
+        provisioned = {
+            (e["detail"]["external_id"], e["detail"]["provider"])
+            for e in events
+            if e["detail-type"] == "PersonProvisioned"
+        }
+        demo.ok &= provisioned == {(link.external_id, link.provider) for link in linked}
+        click.echo(f"  {len(linked)} links, {len(provisioned)} PersonProvisioned events: one per link")
     click.echo("\ndemo " + ("succeeded" if demo.ok else "FAILED"))
     return 0 if demo.ok else 1

@@ -17,14 +17,14 @@ from provisioning.store import LinkStore
 def render(view: PersonView) -> list[str]:
     """One line per provider: state, provider user id, source, last update, failure code."""
     header = (
-        f"{'provider':<{PROVIDER_WIDTH}} {'state':<13} {'provider_user_id':<24} {'source':<11} "
+        f"{'provider':<{PROVIDER_WIDTH}} {'state':<13} {'provider_user_id':<36} {'source':<11} "
         f"{'updated_at':<24} failure"
     )
     lines = [f"external_id: {view.external_id}", header, "-" * len(header)]
     for name, shown in view.providers.items():
         failure = shown.failure.code if shown.failure else "-"
         lines.append(
-            f"{name:<{PROVIDER_WIDTH}} {shown.state.value:<13} {shown.provider_user_id or '-':<24} "
+            f"{name:<{PROVIDER_WIDTH}} {shown.state.value:<13} {shown.provider_user_id or '-':<36} "
             f"{shown.source.value if shown.source else '-':<11} {shown.updated_at or '-':<24} {failure}"
         )
     if view.pending:

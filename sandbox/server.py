@@ -498,6 +498,11 @@ class Sandbox:
     def set_faults(self, provider: str, **settings: Any) -> None:
         self.faults[provider] = Faults(**settings)
 
+    def clear_faults(self) -> None:
+        """Drop the scripted faults not yet used (the providers answer normally again)."""
+        with self._lock:
+            self.scripted_faults.clear()
+
     def script_fault(
         self, provider: str, method: str, path: str, fault: str, count: int = 1, **options: Any
     ) -> None:
