@@ -295,8 +295,23 @@ def test_dashboard_shows_people_errors_and_latency_per_provider(template):
                 m[:6] for m in metrics
             ], (name, provider)
     # Low-cardinality dimensions only: provider and service.
-    hub = [m for m in metrics if m[0] == "Provisioner"]
-    assert {m[2] for m in hub} | {m[4] for m in hub} == {"provider", "service"}
+    hub = [[part for part in m if isinstance(part, str)] for m in metrics if m[0] == "Provisioner"]
+    assert {name for m in hub for name in m[2::2]} == {"provider", "service"}
+
+
+def test_dashboard_shows_every_function_and_every_dead_letter_queue(template):
+    """Each function's errors and throttles, and each dead-letter queue's depth, have a line (but for
+    an optional function, which the dashboard cannot name when it is not deployed)."""
+    body = _resource(template, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+    for function in template.functions():
+        if "Condition" in template.resources[function]:
+            continue
+        for metric in ("Errors", "Throttles"):
+            assert f'"{metric}", "FunctionName", "${{{function}}}"' in body, (function, metric)
+    for queue in template.of_type("AWS::SQS::Queue"):
+        if not queue.endswith("DLQ"):
+            continue
+        assert f'"QueueName", "${{{queue}.QueueName}}"' in body, queue
 
 
 def test_signup_rules_route_user_signed_up_to_each_provider_queue(template):
