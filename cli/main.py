@@ -15,7 +15,7 @@ from provisioner_cli.dlq import dlq
 from provisioner_cli.invoke import invoke_function
 from provisioner_cli.local import STATE_FILE, LocalStack, StackState
 from provisioner_cli.person import person_command
-from provisioner_cli.stack import PROVIDER_WIDTH, resolve_target, target_options
+from provisioner_cli.stack import PROVIDER_WIDTH, resolve_target, target_options, template_option
 from provisioner_cli.status import status
 from provisioner_cli.sync import sync_command
 from provisioner_cli.template import Template
@@ -37,15 +37,6 @@ def _state() -> StackState:
         raise click.ClickException(str(exc)) from None
 
 
-template_option = click.option(
-    "--template",
-    "template_path",
-    default="template.yaml",
-    show_default=True,
-    help="SAM template to read functions and resources from.",
-)
-
-
 @click.group()
 def cli() -> None:
     """Provision people at every registered provider; run and inspect the hub locally."""
@@ -57,7 +48,7 @@ def local() -> None:
 
 
 @local.command("up")
-@template_option
+@template_option()
 @click.option("--aws-port", default=4566, show_default=True)
 @click.option("--sandbox-port", default=4577, show_default=True)
 @click.option(
@@ -104,7 +95,7 @@ def local_up(template_path: str, aws_port: int, sandbox_port: int, hostile: floa
 
 
 @local.command("env")
-@template_option
+@template_option()
 @click.argument("function_id")
 def local_env(template_path: str, function_id: str) -> None:
     """Print a function's environment resolved for the running local stack."""
@@ -112,7 +103,7 @@ def local_env(template_path: str, function_id: str) -> None:
 
 
 @local.command("env-json")
-@template_option
+@template_option()
 def local_env_json(template_path: str) -> None:
     """Print env.json for `sam local invoke --env-vars` (every function's variables)."""
     from provisioner_cli.local import sam_local_env
@@ -121,7 +112,7 @@ def local_env_json(template_path: str) -> None:
 
 
 @cli.command()
-@template_option
+@template_option()
 @click.argument("function_id")
 @click.option(
     "--event",
@@ -263,7 +254,7 @@ def print_links(found: list[Any]) -> None:
 
 
 @cli.command()
-@template_option
+@template_option()
 def demo(template_path: str) -> None:
     """Run the hub end to end on a throwaway local stack and print the stored links."""
     from provisioner_cli.demo import run_demo
@@ -272,7 +263,7 @@ def demo(template_path: str) -> None:
 
 
 @cli.command("deploy-check")
-@template_option
+@template_option()
 @click.option(
     "--output-dir",
     default=".deploy-check",

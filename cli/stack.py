@@ -113,6 +113,13 @@ class StackTarget:
         )
 
 
+def template_option(help: str = "SAM template to read functions and resources from.") -> Callable[[Any], Any]:
+    """The ``--template`` option (``template_path``; template.yaml by default)."""
+    import click
+
+    return click.option("--template", "template_path", default="template.yaml", show_default=True, help=help)
+
+
 def target_options(command: Any) -> Any:
     """``--local`` / ``--stack-name`` / ``--region`` / ``--profile`` / ``--endpoint-url`` options."""
     import click

@@ -18,7 +18,7 @@ from typing import Any
 import click
 from botocore.config import Config
 
-from provisioner_cli.stack import StackTarget, resolve_target, target_options
+from provisioner_cli.stack import StackTarget, resolve_target, target_options, template_option
 
 SYNC_FUNCTION = "PalencaListUsersFunction"
 # Lambda's longest timeout and some: the answer comes when the sync ends. One attempt only: a read
@@ -108,13 +108,7 @@ def _day(_ctx: click.Context, _param: click.Parameter, value: datetime | None) -
     callback=_day,
     help="Latest day (default: today; with no --since, the 7 days before it).",
 )
-@click.option(
-    "--template",
-    "template_path",
-    default="template.yaml",
-    show_default=True,
-    help="SAM template (for the local stack).",
-)
+@template_option("SAM template (for the local stack).")
 @target_options
 def sync_command(
     days: int | None, since: date | None, until: date | None, template_path: str, **target: Any

@@ -28,6 +28,7 @@ from provisioner_cli.local import (
     aws_client,
     webhook_secret_parameter,
 )
+from provisioner_cli.stack import template_option
 from provisioner_cli.template import Template
 from provisioning.providers import NAMES
 
@@ -170,13 +171,7 @@ def webhook() -> None:
 
 
 @webhook.command("send")
-@click.option(
-    "--template",
-    "template_path",
-    default="template.yaml",
-    show_default=True,
-    help="SAM template (for the local stack).",
-)
+@template_option("SAM template (for the local stack).")
 @click.option(
     "--clerk", is_flag=True, help="Send Clerk's user.created (svix-* headers) instead of the generic one."
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from provisioner_cli.template import Template
 from provisioner_sandbox.app import build_sandbox
 from provisioner_sandbox.server import Sandbox
 from provisioning.providers import PROVIDERS
+from tests.logs import KeptRecords
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -44,6 +46,29 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ProvisionerTests")
     parameters.clear_caches()
+
+
+@pytest.fixture
+def every_record(caplog: pytest.LogCaptureFixture) -> Iterator[KeptRecords]:
+    """Every log record at DEBUG: the root logger's (botocore's and the HTTP stack's included) and the
+    hub's own (which does not propagate); the levels are restored after the test."""
+    caplog.set_level(logging.DEBUG)
+    keep = KeptRecords()
+    names = ["", "botocore", "urllib3", "urllib3.connectionpool", "requests", "provisioner"]
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    handled = (loggers[0], loggers[-1])
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    for logger in handled:
+        logger.addHandler(keep)
+    try:
+        yield keep
+    finally:
+        for logger in handled:
+            logger.removeHandler(keep)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

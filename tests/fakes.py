@@ -10,7 +10,7 @@ from typing import Any
 
 from provisioning.errors import Conflict, ProviderRejected, ProviderUnavailable, RateLimited, UnknownOutcome
 from provisioning.models import CreateRequest, ProviderUser
-from provisioning.store import Link, LinkSource, LinkStatus, Pending, utc_now
+from provisioning.store import Link, LinkSource, LinkStatus, Pending, failure_of, utc_now
 
 
 class InMemoryLinkStore:
@@ -79,12 +79,7 @@ class InMemoryLinkStore:
 
     def record_failure(self, provider: str, external_id: str, report: dict[str, Any]) -> bool:
         now = utc_now()
-        failure = {
-            "code": str(report.get("code") or "failed"),
-            "message": str(report.get("message") or ""),
-            "attempts": int(report.get("attempts") or 0),
-            "at": now,
-        }
+        failure = failure_of(report, now)
         with self._lock:
             item = self.items.get((provider, external_id))
             if item is not None and item.status != LinkStatus.PENDING:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from provisioner_cli.lambda_runtime import drain_queue
 from provisioning.providers import PROVIDERS
 from tests.conftest import EVENTS, dead_letters
 from tests.integration.conftest import queue_depth
+from tests.logs import texts
 
 FUNCTION = "SignupTriggerFunction"
 SIGN_UP = json.loads((EVENTS / "signup_trigger" / "confirm_sign_up.json").read_text())
@@ -80,56 +80,6 @@ def refusing_endpoint() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-class _Keep(logging.Handler):
-    """Keeps the records logged while a function runs (not the harness's own, nor the emulated
-    AWS side's, which log what they receive)."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.on = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.on and not record.name.startswith("moto"):
-            self.records.append(record)
-
-    def around(self, invoke: Any) -> Any:
-        def invoke_and_keep(event: dict[str, Any]) -> Any:
-            self.on = True
-            try:
-                return invoke(event)
-            finally:
-                self.on = False
-
-        return invoke_and_keep
-
-
-@pytest.fixture
-def every_record(caplog: pytest.LogCaptureFixture) -> Iterator[_Keep]:
-    """Every log record at DEBUG: the root logger's (botocore's and urllib3's included) and the
-    hub's own (which does not propagate)."""
-    caplog.set_level(logging.DEBUG)
-    keep = _Keep()
-    names = ["", "botocore", "urllib3", "provisioner"]
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-    for logger in (loggers[0], loggers[-1]):
-        logger.addHandler(keep)
-    try:
-        yield keep
-    finally:
-        for logger in (loggers[0], loggers[-1]):
-            logger.removeHandler(keep)
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
-def _texts(record: logging.LogRecord) -> list[str]:
-    return [record.getMessage(), record.exc_text or "", logging.Formatter().format(record)]
 
 
 # -- a confirmed signup, end to end ----------------------------------------------------------------
@@ -355,6 +305,6 @@ def test_no_personal_data_is_logged_at_any_level(
     ]
     for value in values:
         for record in every_record.records:
-            for text in _texts(record):
+            for text in texts(record):
                 assert value not in text, (record.name, text[:200])
         assert value not in output.out + output.err

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +18,8 @@ from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import new_webhook_secret
 from provisioner_cli.webhook import Delivery, api_event, clerk_payload, generic_payload, sign
 from provisioning import webhooks
-from provisioning.observability import logger as hub_logger
 from tests.conftest import ROOT, response_json
+from tests.logs import texts
 
 FUNCTION = "SignupWebhookFunction"
 CLERK_ID = "user_2g8Y1kJ3hXz9QwErTyUiOpAsDfG"
@@ -107,37 +107,6 @@ def _refused(answer: dict[str, Any], reason: str) -> None:
 
 
 # -- what is logged --------------------------------------------------------------------------------
-class _Keep(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith(("moto", "werkzeug")):  # the fake AWS's own logs, not a function's
-            self.records.append(record)
-
-
-@pytest.fixture
-def every_record(caplog) -> Iterator[_Keep]:
-    """Every log record at DEBUG: the root logger's (botocore's included) and the hub's own (which
-    does not propagate)."""
-    caplog.set_level(logging.DEBUG)
-    keep = _Keep()
-    loggers = [logging.getLogger(name) for name in ("", "botocore", "provisioner")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-    for logger in (loggers[0], loggers[-1]):
-        logger.addHandler(keep)
-    try:
-        yield keep
-    finally:
-        for logger in (loggers[0], loggers[-1]):
-            logger.removeHandler(keep)
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
 # -- signatures ----------------------------------------------------------------------------------
 def test_a_signed_generic_delivery_is_published_once_as_user_signed_up(invoke, secret, published, claims):
     delivery = sign(secret, _generic())
@@ -403,7 +372,7 @@ def test_a_malformed_secret_is_a_503_naming_the_key_never_its_value(invoke, stac
 
     assert answer["statusCode"] == 503, answer
     assert response_json(answer)["error"]["code"] == "webhook_unavailable"
-    logs = _logged(every_record)
+    logs = _logged(every_record.records)
     assert "secrets[1] must be whsec_" in logs
     assert broken not in logs
     assert broken not in answer["body"]
@@ -504,20 +473,9 @@ def test_a_signed_invalid_payload_is_a_400_naming_the_field_without_values(
     assert claims(delivery.webhook_id) is None
 
 
-def _only(record: logging.LogRecord) -> _Keep:
-    keep = _Keep()
-    keep.records.append(record)
-    return keep
-
-
-def _logged(keep: _Keep) -> str:
-    """Every kept record as handlers write it: the hub's as its JSON lines (extra keys included)."""
-    hub = hub_logger.registered_formatter
-    texts = []
-    for record in keep.records:
-        formatter = hub if record.name == "provisioner" else logging.Formatter()
-        texts += [record.getMessage(), repr(record.args), record.exc_text or "", formatter.format(record)]
-    return "\n".join(texts)
+def _logged(records: list[logging.LogRecord]) -> str:
+    """Every text of these records as handlers could write them (the hub's as its JSON lines)."""
+    return "\n".join(text for record in records for text in texts(record))
 
 
 def test_no_personal_data_signature_or_secret_is_logged_at_debug(invoke, secret, every_record, monkeypatch):
@@ -530,14 +488,14 @@ def test_no_personal_data_signature_or_secret_is_logged_at_debug(invoke, secret,
     answers = [_deliver(invoke, delivery) for delivery in (clerk, generic, bad, invalid, clerk)]
 
     assert [a["statusCode"] for a in answers] == [202, 202, 401, 400, 200]
-    logged = _logged(every_record)
+    logged = _logged(every_record.records)
     assert "invalid_signature" in logged, "the reason of a refusal is logged"
     assert len(every_record.records) > 5, "DEBUG records were captured"
     secret_key = secret.removeprefix("whsec_")
     for delivery in (clerk, generic, bad, invalid):
         assert delivery.headers[next(h for h in delivery.headers if h.endswith("signature"))] not in logged
     for value in [*PERSONAL, "5512345678", secret_key, "Ana", "Luis"]:
-        where = [(r.name, r.getMessage()[:150]) for r in every_record.records if value in _logged(_only(r))]
+        where = [(r.name, r.getMessage()[:150]) for r in every_record.records if value in _logged([r])]
         assert value not in logged, f"{value!r} was logged: {where}"
 
 

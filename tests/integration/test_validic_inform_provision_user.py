@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +16,7 @@ from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import ACCOUNT, REGION
 from provisioning.sealing import KmsSealer, read_token
 from tests.conftest import EVENTS, api_event, dead_letters, response_json, send_and_drain
+from tests.logs import texts
 
 FUNCTION = "ValidicInformProvisionUserFunction"
 QUEUE, DLQ = "ValidicInformProvisionUserQueue", "ValidicInformProvisionUserDLQ"
@@ -249,47 +248,6 @@ def test_with_the_hour_spent_nothing_is_sent_an_api_call_is_429_and_a_record_wai
 
 
 # -- the organization token is never written anywhere ---------------------------------------------------
-class _Keep(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def every_record(caplog) -> Iterator[_Keep]:
-    """Every log record at DEBUG: the root logger's, the HTTP stack's and the hub's own (which does
-    not propagate), as handlers see them."""
-    caplog.set_level(logging.DEBUG)
-    keep = _Keep()
-    names = ["", "urllib3", "urllib3.connectionpool", "requests", "provisioner"]
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-    for logger in (loggers[0], loggers[-1]):
-        logger.addHandler(keep)
-    try:
-        yield keep
-    finally:
-        for logger in (loggers[0], loggers[-1]):
-            logger.removeHandler(keep)
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
-def _texts(record: logging.LogRecord) -> list[str]:
-    return [
-        record.getMessage(),
-        str(record.msg),
-        repr(record.args),
-        record.exc_text or "",
-        logging.Formatter().format(record),
-    ]
-
-
 def test_the_organization_token_is_in_no_log_record_answer_or_dead_letter(
     invoke, inform, sandbox, stack, aws, every_record, capsys, monkeypatch
 ):
@@ -331,7 +289,7 @@ def test_the_organization_token_is_in_no_log_record_answer_or_dead_letter(
     output = capsys.readouterr()
     for secret in (token, inform.token):
         for record in every_record.records:
-            for text in _texts(record):
+            for text in texts(record):
                 assert secret not in text, (record.name, text)
         for answer in [*answers, refused]:
             assert secret not in json.dumps(answer)

@@ -10,14 +10,12 @@ its own process, with its own role) publishes it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from provisioner_cli.invoke import invoke_function
+from provisioner_cli.invoke import invoke_function, run_handler
 from provisioner_cli.local import LocalStack, aws_client
 from provisioner_cli.outcomes import FUNCTION, Subscriber, drain_outcomes, outcome_source
 from provisioning.providers import PROVIDERS
@@ -53,29 +51,14 @@ def local_stack(template):
 def run_killed_after_link_write(
     template, state, function_id: str, event: dict, result_file: Path
 ) -> subprocess.CompletedProcess:
-    function = template.function(function_id)
-    env = {**os.environ, **state.function_environment(template, function_id)}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [*(str(p) for p in function.layers), str(function.code_uri), str(ROOT / "packages")]
-    )
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            KILLED_AFTER_THE_LINK_WRITE,
-            str(function.code_uri),
-            function.handler,
-            str(function.timeout),
-            function_id,
-            str(result_file),
-            *(str(p) for p in function.layers),
-        ],
-        input=json.dumps(event),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=function.timeout + 30,
-        check=False,
+    return run_handler(
+        template,
+        state,
+        function_id,
+        event,
+        result_file,
+        runner=("-c", KILLED_AFTER_THE_LINK_WRITE),
+        python_path=[ROOT / "packages"],
     )
 
 

@@ -45,6 +45,17 @@ class LinkStatus(StrEnum):
     LINKED = "linked"
 
 
+def failure_of(report: dict[str, Any], at: str) -> dict[str, Any]:
+    """The ``failure`` kept on a person's item for a dead-letter report: its code, message and
+    attempts (nothing personal), and when it was recorded."""
+    return {
+        "code": str(report.get("code") or "failed"),
+        "message": str(report.get("message") or ""),
+        "attempts": int(report.get("attempts") or 0),
+        "at": at,
+    }
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -207,12 +218,7 @@ class LinkStore:
         The write is what publishes ``ProvisioningFailed``: the table's stream carries it to the
         outcome events function."""
         now = utc_now()
-        failure = {
-            "code": str(report.get("code") or "failed"),
-            "message": str(report.get("message") or ""),
-            "attempts": int(report.get("attempts") or 0),
-            "at": now,
-        }
+        failure = failure_of(report, now)
         try:
             self._client.update_item(
                 TableName=self._table,
