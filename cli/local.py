@@ -335,6 +335,11 @@ class LocalStack:
         self._enforcement.close()
         self.sandbox.stop()
         self.moto.stop()
+        # moto's server keeps its resources in the process's backends: a stack started after this
+        # one in the same process (a test module, a second demo) must find none of them.
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
 
     def __enter__(self) -> StackState:
         return self.start()
