@@ -48,8 +48,9 @@ from provisioning.errors import ConfigurationError, FieldError, InvalidRequest, 
 from provisioning.http import RedactingFilter, redact_in
 from provisioning.models import ErrorBody
 from provisioning.observability import logger, metrics
-from provisioning.person import SIGNUP_DETAIL_TYPE, Person, parse_person
+from provisioning.person import Person, parse_person
 from provisioning.runtime import Dependencies, LambdaFunction
+from provisioning.signups import PublishFailed, publish_signup
 from provisioning.validation import field_errors
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 ROUTE = "/signups/webhook"
-SIGNUP_SOURCE = "provisioner.signups"
 SIGNUP_EVENT = "user.created"
 REPLAY_PREFIX = "signup-webhook#"
 REPLAY_SECONDS = 3 * 86400  # Svix retries a delivery for about 28 hours
@@ -484,23 +484,13 @@ class SignupWebhookFunction(LambdaFunction):
             logger.error("SIGNUP_EVENT_BUS_NAME is not set")
             raise WebhookUnavailable("the signup bus is not configured; see the function's log")
         try:
-            answer = self.deps.client("events").put_events(
-                Entries=[
-                    {
-                        "EventBusName": bus,
-                        "Source": SIGNUP_SOURCE,
-                        "DetailType": SIGNUP_DETAIL_TYPE,
-                        "Detail": person.model_dump_json(exclude_none=True),
-                    }
-                ]
-            )
+            publish_signup(self.deps.client("events"), bus, person)
+        except PublishFailed as refused:
+            logger.error("the bus refused the signup event", extra={"error_code": str(refused)})
+            raise WebhookUnavailable("the signup event could not be published; retry later") from None
         except Exception as exc:
             logger.error("the signup event could not be published", extra={"error_type": type(exc).__name__})
             raise WebhookUnavailable("the signup event could not be published; retry later") from None
-        if answer.get("FailedEntryCount"):
-            entry = (answer.get("Entries") or [{}])[0]
-            logger.error("the bus refused the signup event", extra={"error_code": entry.get("ErrorCode")})
-            raise WebhookUnavailable("the signup event could not be published; retry later")
 
     def _receive(self) -> Response[str]:
         from provisioning import rest
