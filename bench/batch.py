@@ -76,6 +76,6 @@ def run(stack: LocalStack, report: Report, quick: bool) -> None:
         ],
         rows,
         f"One provider call per record (a {info.title} person without e-mail or phone). Each record also "
-        "makes 5 DynamoDB calls (idempotency record, pending record, claim of the provider user, link) "
+        "makes 3 DynamoDB writes (the claim of the person, the claim of the provider user, the link) "
         "to moto's server on loopback.",
     )

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from bench import ROOT
+from provisioner_cli import webhook
 from provisioner_cli.local import ACCOUNT, REGION
 from provisioning.registry import ProviderInfo
 
@@ -88,3 +89,72 @@ def with_fresh_ids(event: dict[str, Any], external_id: str) -> dict[str, Any]:
     elif event.get("body") and "search" not in event.get("path", ""):
         event["body"] = json.dumps(fresh(json.loads(event["body"]), external_id))
     return event
+
+
+def first_request(folder: str, event_file: str, person: str, webhook_secret: str) -> Any:
+    """A sample event as a function's first request of a cold start: a person of its own (``person``)
+    wherever the event names one, so that it meets no state an earlier run left. A signed webhook is
+    signed now with ``webhook_secret``."""
+    event = sample_event(folder, event_file)
+    if folder == webhook.EVENTS_FOLDER and event_file == "api.json":
+        body = json.dumps(webhook.generic_payload(ROOT, person))
+        return webhook.api_event(ROOT, webhook.sign(webhook_secret, body))
+    if "triggerSource" in event:  # Cognito: the user's sub is the person's external id
+        attributes = event["request"]["userAttributes"]
+        return _replaced(
+            event,
+            {
+                attributes["sub"]: str(uuid.uuid5(uuid.NAMESPACE_URL, person)),
+                attributes["email"]: f"{person}@example.test",
+            },
+        )
+    old = (event.get("pathParameters") or {}).get("external_id")
+    if old:  # a read of one person
+        event["path"] = event["path"].replace(old, person)
+        event["pathParameters"]["external_id"] = person
+        return event
+    if any("dynamodb" in record for record in event.get("Records", [])):
+        ids = {}
+        for record in event["Records"]:
+            ids[record["eventID"]] = uuid.uuid4().hex
+            ids[record["dynamodb"]["Keys"]["external_id"]["S"]] = person
+        return _replaced(event, ids)
+    return with_fresh_ids(event, person)
+
+
+def _replaced(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return ids.get(value, value)
+    if isinstance(value, dict):
+        return {k: _replaced(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v, ids) for v in value]
+    return value
+
+
+def differences(recorded: Any, fresh: Any) -> dict[str, str]:
+    """Each string of ``recorded`` (an event) mapped to the one in the same place of ``fresh`` (the
+    same sample event, freshened otherwise), looking into bodies that are JSON; the longest first."""
+    found: dict[str, str] = {}
+
+    def walk(old: Any, new: Any) -> None:
+        if isinstance(old, str) and isinstance(new, str):
+            if old == new:
+                return
+            try:
+                old_json, new_json = json.loads(old), json.loads(new)
+            except ValueError:
+                old_json = new_json = None
+            if isinstance(old_json, dict | list):
+                walk(old_json, new_json)
+            else:
+                found[old] = new
+        elif isinstance(old, dict) and isinstance(new, dict):
+            for key in old.keys() & new.keys():
+                walk(old[key], new[key])
+        elif isinstance(old, list) and isinstance(new, list):
+            for a, b in zip(old, new, strict=False):
+                walk(a, b)
+
+    walk(recorded, fresh)
+    return dict(sorted(found.items(), key=lambda item: -len(item[0])))

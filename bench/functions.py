@@ -90,18 +90,30 @@ class Functions:
         self._applied = env
 
 
+class AwsCalls(Counter[str]):
+    """Calls by ``service:Operation``; ``by_table``: DynamoDB calls by (Operation, table name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_table: Counter[tuple[str, str]] = Counter()
+
+
 @contextmanager
-def counting_aws_calls() -> Iterator[Counter[str]]:
-    """Counts every boto3 call made in this process, by ``service:Operation``."""
+def counting_aws_calls() -> Iterator[AwsCalls]:
+    """Counts every boto3 call made in this process, by ``service:Operation`` (DynamoDB calls also
+    by table)."""
     import botocore.client
 
-    counts: Counter[str] = Counter()
+    counts = AwsCalls()
     # A private method of botocore's clients (not in its stubs): every API call goes through it.
     client_class: Any = botocore.client.BaseClient
     original = client_class._make_api_call
 
     def counted(self: Any, operation: str, params: Any) -> Any:
-        counts[f"{self.meta.service_model.service_name}:{operation}"] += 1
+        service = self.meta.service_model.service_name
+        counts[f"{service}:{operation}"] += 1
+        if service == "dynamodb" and isinstance(params, Mapping) and "TableName" in params:
+            counts.by_table[(operation, str(params["TableName"]))] += 1
         return original(self, operation, params)
 
     client_class._make_api_call = counted

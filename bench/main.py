@@ -6,7 +6,7 @@ import argparse
 import logging
 from collections.abc import Callable
 
-from bench import RESULTS, backlog, batch, cold_start, warm
+from bench import RESULTS, backlog, batch, cold_start, import_rate, s3import, snapstart, warm
 from bench.functions import prepare_process
 from bench.report import Report
 from bench.stack import LocalStack, local_stack
@@ -16,6 +16,9 @@ BENCHMARKS: dict[str, Callable[[LocalStack, Report, bool], None]] = {
     "batch": batch.run,
     "cold": cold_start.run,
     "warm": warm.run,
+    "import": import_rate.run,
+    "s3import": s3import.run,
+    "snapstart": snapstart.run,
     "backlog": backlog.run,
 }
 
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.only in (None, name):
                 benchmark(stack, report, args.quick)
     if args.quick:
+        report.summary()
         print(f"--quick: {RESULTS.relative_to(RESULTS.parents[1])} left as it is")
     elif args.only:
         report.replace_sections(RESULTS)

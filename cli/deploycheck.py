@@ -18,6 +18,7 @@ Nothing here reaches AWS: every AWS call, the SAM CLI's included, goes to moto o
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -195,6 +196,9 @@ MOTO_FIXES = [
     "failed)",
     "an AWS::IAM::Role's inline policy documents are stored as JSON text (moto stored Python's repr of them)",
     "an AWS::NoValue item of a role's policy statements is left out (moto kept it as null)",
+    "AWS::Lambda::Alias is created through moto's Lambda API (its CloudFormation had no model of it), and "
+    "Fn::GetAtt of an AWS::Lambda::Version gives its Version number (moto had none)",
+    "an AWS::S3::Bucket's BucketEncryption keeps its BucketKeyEnabled (moto dropped it)",
 ]
 
 
@@ -246,16 +250,95 @@ def _rewrite_properties(model: Any, rewrite: Callable[[dict[str, Any]], dict[str
     model.create_from_cloudformation_json = classmethod(created)
 
 
+_ALIAS_MODEL: list[type] = []
+
+
+def _version_attribute(version: Any, name: str) -> str:
+    if name == "Version":
+        return str(version.version)
+    raise NotImplementedError(f"AWS::Lambda::Version has no attribute {name} in the rehearsal")
+
+
+def _add_alias_model() -> None:
+    """An AWS::Lambda::Alias model for moto's CloudFormation, made with moto's own Lambda API
+    (CreateAlias): Ref gives the alias ARN, as CloudFormation's does. Idempotent."""
+    from moto.awslambda.models import LambdaVersion, lambda_backends
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    setattr(LambdaVersion, "get_cfn_attribute", _version_attribute)  # noqa: B010 - not declared
+    if _ALIAS_MODEL:
+        return
+
+    class LambdaAliasModel(CloudFormationModel):
+        def __init__(self, arn: str) -> None:
+            self.arn = arn
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Lambda::Alias"
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.arn
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls,
+            resource_name: str,
+            cloudformation_json: dict[str, Any],
+            account_id: str,
+            region_name: str,
+            **kwargs: Any,
+        ) -> LambdaAliasModel:
+            properties = cloudformation_json["Properties"]
+            alias = lambda_backends[account_id][region_name].create_alias(
+                properties["Name"],
+                properties["FunctionName"],
+                str(properties["FunctionVersion"]),
+                properties.get("Description", ""),
+                properties.get("RoutingConfig", ""),
+            )
+            return cls(alias.arn)
+
+    _ALIAS_MODEL.append(LambdaAliasModel)
+    parsing.get_model_list.cache_clear()
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+
+
 def fix_moto() -> None:
     """Apply MOTO_FIXES. Idempotent."""
     from moto.events.models import EventBus
     from moto.iam.models import Role
     from moto.kms.models import Key
 
+    _add_alias_model()
+
     if not isinstance(getattr(EventBus, "physical_resource_id", None), property):
         setattr(EventBus, "physical_resource_id", property(lambda bus: bus.name))  # noqa: B010 - not declared
     _rewrite_properties(Key, _key_policy_as_text)
     _rewrite_properties(Role, _role_policies_as_text)
+    _keep_bucket_key_enabled()
+
+
+def _keep_bucket_key_enabled() -> None:
+    """moto's CloudFormation turns BucketEncryption into its API's form without BucketKeyEnabled."""
+    import moto.s3.models as s3_models
+
+    convert = s3_models.cfn_to_api_encryption  # type: ignore[attr-defined]
+    if getattr(convert, "_keeps_bucket_key", False):
+        return
+
+    def converted(properties: dict[str, Any]) -> dict[str, Any]:
+        encryption = convert(properties)
+        rule = properties["ServerSideEncryptionConfiguration"][0]
+        if "BucketKeyEnabled" in rule:
+            encryption["Rule"]["BucketKeyEnabled"] = str(rule["BucketKeyEnabled"]).lower()
+        return dict(encryption)
+
+    converted._keeps_bucket_key = True  # type: ignore[attr-defined]
+    s3_models.cfn_to_api_encryption = converted  # type: ignore[attr-defined,assignment]
 
 
 @dataclass(frozen=True)
@@ -513,12 +596,13 @@ def describe_layer(aws: Aws, logical_id: str, stack_name: str) -> Described:
 
 def describe_permission(aws: Aws, function: str, source_arn: str) -> Described:
     """moto gives a permission no physical id: it is the statement of its function's policy for
-    ``source_arn`` (or the policy's only statement)."""
+    ``source_arn`` (or the policy's only statement; or, for none, a statement without one)."""
     policy = json.loads(aws("lambda").get_policy(FunctionName=function)["Policy"])
     statements = policy["Statement"]
     for statement in statements:
         condition = statement.get("Condition", {}).get("ArnLike", {})
-        if condition.get("AWS:SourceArn") == source_arn or len(statements) == 1:
+        # A permission without SourceArn (S3's, whose bucket names the function): the first such.
+        if condition.get("AWS:SourceArn", "") == source_arn or len(statements) == 1:
             principal = statement["Principal"]
             props = {
                 "Action": statement["Action"],
@@ -531,6 +615,21 @@ def describe_permission(aws: Aws, function: str, source_arn: str) -> Described:
                 props["SourceArn"] = condition["AWS:SourceArn"]
             return Described(props)
     raise LookupError(f"{function}'s policy has no statement for {source_arn}")
+
+
+def _mapped_function(aws: Aws, arn: str) -> str:
+    """What a mapping invokes, as the template names it: a function's name, or an alias's ARN.
+    moto records the version an alias pointed to (``...:function:f:1``) where AWS keeps the alias
+    (``...:function:f:live``): a version is read back as the alias of that function pointing to it."""
+    parts = arn.split(":")
+    if len(parts) == 7:
+        return parts[-1]
+    function, qualifier = parts[6], parts[7]
+    if qualifier.isdigit():
+        for alias in aws("lambda").list_aliases(FunctionName=function)["Aliases"]:
+            if alias["FunctionVersion"] == qualifier:
+                return str(alias["AliasArn"])
+    return arn
 
 
 def describe_event_source_mapping(aws: Aws, uuid: str) -> Described:
@@ -546,7 +645,7 @@ def describe_event_source_mapping(aws: Aws, uuid: str) -> Described:
         )
         if key in mapping
     }
-    props["FunctionName"] = mapping["FunctionArn"].rsplit(":", 1)[-1]
+    props["FunctionName"] = _mapped_function(aws, mapping["FunctionArn"])
     props["Enabled"] = mapping.get("State") == "Enabled"
     return Described(props)
 
@@ -577,7 +676,75 @@ def describe_dashboard(aws: Aws, name: str) -> Described:
     return Described(props)
 
 
+def describe_bucket(aws: Aws, name: str) -> Described:
+    """A bucket's settings, in CloudFormation's names; a setting moto does not show is left out."""
+    s3 = aws("s3")
+    props: dict[str, Any] = {"BucketName": name}
+    try:
+        rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+        props["BucketEncryption"] = {
+            "ServerSideEncryptionConfiguration": [
+                {
+                    "ServerSideEncryptionByDefault": rule["ApplyServerSideEncryptionByDefault"],
+                    **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
+                }
+                for rule in rules
+            ]
+        }
+    except ClientError:
+        pass
+    with contextlib.suppress(ClientError):
+        props["PublicAccessBlockConfiguration"] = s3.get_public_access_block(Bucket=name)[
+            "PublicAccessBlockConfiguration"
+        ]
+    with contextlib.suppress(ClientError):
+        props["OwnershipControls"] = s3.get_bucket_ownership_controls(Bucket=name)["OwnershipControls"]
+    versioning = s3.get_bucket_versioning(Bucket=name)
+    if "Status" in versioning:
+        props["VersioningConfiguration"] = {"Status": versioning["Status"]}
+    try:
+        lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+        props["LifecycleConfiguration"] = {
+            "Rules": [
+                {
+                    "Id": rule.get("ID"),
+                    "Status": rule["Status"],
+                    "ExpirationInDays": rule.get("Expiration", {}).get("Days"),
+                    "NoncurrentVersionExpiration": {
+                        "NoncurrentDays": rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
+                    },
+                    "AbortIncompleteMultipartUpload": rule.get("AbortIncompleteMultipartUpload"),
+                }
+                for rule in lifecycle
+            ]
+        }
+    except ClientError:
+        pass
+    notifications = s3.get_bucket_notification_configuration(Bucket=name)
+    if notifications.get("LambdaFunctionConfigurations"):
+        props["NotificationConfiguration"] = {
+            "LambdaConfigurations": [
+                {
+                    "Event": event,
+                    "Function": config["LambdaFunctionArn"],
+                    "Filter": {
+                        "S3Key": {
+                            "Rules": [
+                                {"Name": rule["Name"].lower(), "Value": rule["Value"]}
+                                for rule in config.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+                            ]
+                        }
+                    },
+                }
+                for config in notifications["LambdaFunctionConfigurations"]
+                for event in config["Events"]
+            ]
+        }
+    return Described(props, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"})
+
+
 DESCRIBERS: dict[str, Callable[[Aws, str], Described]] = {
+    "AWS::S3::Bucket": describe_bucket,
     "AWS::DynamoDB::Table": describe_table,
     "AWS::SQS::Queue": describe_queue,
     "AWS::KMS::Key": describe_key,
@@ -820,12 +987,16 @@ def parameter_defaults(doc: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(spec.get("Default", "")) for name, spec in doc.get("Parameters", {}).items()}
 
 
+NO_ID = "00000000-0000-0000-0000-000000000000"
+
+
 def resolver_for(
     doc: Mapping[str, Any],
     stack_name: str,
     refs: Mapping[str, str],
     described: Mapping[str, Described],
     parameters: Mapping[str, str],
+    stack_id: str = "",
 ) -> Resolver:
     attrs = {
         (logical_id, attr): value
@@ -843,6 +1014,7 @@ def resolver_for(
         "AWS::Partition": "aws",
         "AWS::URLSuffix": "amazonaws.com",
         "AWS::StackName": stack_name,
+        "AWS::StackId": stack_id or f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}/{NO_ID}",
     }
     return Resolver(resolved_refs, attrs, pseudo, evaluate_conditions(dict(doc), dict(parameters)))
 
@@ -971,7 +1143,8 @@ def check_stack(
         except Exception as exc:
             report.fail(f"{logical_id} ({kind}) cannot be read back: {exc}")
     refs = {logical_id: summary.get("PhysicalResourceId", "") for logical_id, summary in created.items()}
-    resolve = resolver_for(translated, STACK_NAME, refs, described, parameters)
+    stack_id = aws("cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"][0]["StackId"]
+    resolve = resolver_for(translated, STACK_NAME, refs, described, parameters, stack_id)
     expected = {logical_id: resolve(resources[logical_id].get("Properties", {})) for logical_id in made}
     for logical_id in made:
         if kinds[logical_id] == "AWS::Lambda::Permission":

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STATE_FILE = Path(".local/stack.json")
+# The local stack's id, as CloudFormation's: names derived from it (ImportBucket's) are stable.
+STACK_ID = (
+    f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/provisioner-local/5e7a1c00-0000-4000-8000-00000000b0c7"
+)
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -55,6 +59,7 @@ class StackState:
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": "provisioner-local",
+            "AWS::StackId": STACK_ID,
         }
         attrs = {tuple(k.split(".", 1)): v for k, v in self.attrs.items()}
         return Resolver(
@@ -219,6 +224,25 @@ def provision_resources(
         state.attrs[f"{logical_id}.Arn"] = arn
         state.attrs[f"{logical_id}.QueueName"] = logical_id
         state.attrs[f"{logical_id}.QueueUrl"] = url
+
+    s3 = session.client("s3", **kw)
+    for logical_id, resource in template.of_type("AWS::S3::Bucket").items():
+        props = state.resolver()(resource.get("Properties", {}))
+        name = str(props.get("BucketName") or logical_id.lower())
+        s3.create_bucket(Bucket=name)
+        if "VersioningConfiguration" in props:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
+        if "BucketEncryption" in props:
+            rules = [  # CloudFormation's names -> the API's
+                {
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                    "BucketKeyEnabled": rule.get("BucketKeyEnabled", False),
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        state.refs[logical_id] = name
+        state.attrs[f"{logical_id}.Arn"] = f"arn:aws:s3:::{name}"
 
     for logical_id, resource in template.of_type("AWS::Events::EventBus").items():
         if not state.conditions.get(resource.get("Condition", ""), True):

@@ -178,7 +178,7 @@ def evaluate_conditions(doc: dict[str, Any], parameters: dict[str, str]) -> dict
 
 
 class Resolver:
-    """Resolves Ref / GetAtt / Sub / If against the local stack's physical names."""
+    """Resolves Ref / GetAtt / Sub / If / Select / Split / Join against the local stack's physical names."""
 
     def __init__(
         self,
@@ -216,6 +216,12 @@ class Resolver:
                     return str(variables[name] if name in variables else self._sub_name(name))
 
                 return _SUB.sub(substitute, text)
+            if "Fn::Select" in value:
+                index, items = value["Fn::Select"]
+                return self(items)[int(index)]
+            if "Fn::Split" in value:
+                separator, text = value["Fn::Split"]
+                return str(self(text)).split(str(separator))
             if "Fn::Join" in value:
                 separator, items = value["Fn::Join"]
                 return str(separator).join(str(item) for item in self(items))

@@ -8,9 +8,16 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from provisioning.errors import Conflict, ProviderRejected, ProviderUnavailable, RateLimited, UnknownOutcome
+from provisioning.errors import (
+    Conflict,
+    InProgress,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    UnknownOutcome,
+)
 from provisioning.models import CreateRequest, ProviderUser
-from provisioning.store import Link, LinkSource, LinkStatus, Pending, failure_of, utc_now
+from provisioning.store import Lease, Link, LinkSource, LinkStatus, Pending, failure_of, now_ms, utc_now
 
 
 class InMemoryLinkStore:
@@ -18,12 +25,14 @@ class InMemoryLinkStore:
     and every conditional write fails where DynamoDB's would.
 
     ``items`` holds each person's item by (provider, external_id), pending or linked; ``claims``
-    the owner of each claimed provider user by (provider, provider_user_id). A test may plant items
-    in either (a link stored before claims existed, a claim left without its link by a crash)."""
+    the owner of each claimed provider user by (provider, provider_user_id); ``leases`` the lease
+    (owner, until) on each pending item that has one. A test may plant items in any of them (a link
+    stored before claims existed, a claim left without its link by a crash, a live lease)."""
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], Link] = {}
         self.claims: dict[tuple[str, str], str] = {}
+        self.leases: dict[tuple[str, str], tuple[str, int]] = {}
         self._lock = threading.RLock()
 
     def get(self, provider: str, external_id: str) -> Link | None:
@@ -45,12 +54,16 @@ class InMemoryLinkStore:
                     return item.model_copy(deep=True)
             return None
 
-    def mark_pending(self, provider: str, external_id: str) -> Pending:
+    def mark_pending(self, provider: str, external_id: str, lease: Lease | None = None) -> Pending:
         now = utc_now()
+        key = (provider, external_id)
         with self._lock:
-            old = self.items.get((provider, external_id))
+            old = self.items.get(key)
             if old is not None and old.status != LinkStatus.PENDING:  # the condition fails: unchanged
                 return Pending(old.model_copy(deep=True), may_exist=False)
+            held = self.leases.get(key)
+            if held is not None and held[1] >= now_ms() and (lease is None or held[0] != lease.owner):
+                raise InProgress("this person is being provisioned by another request", provider=provider)
             link = Link(
                 external_id=external_id,
                 provider=provider,
@@ -60,22 +73,42 @@ class InMemoryLinkStore:
                 attempted_at=now,
                 attempts=(old.attempts if old else 0) + 1,
                 unknown=True,
+                fingerprint=lease.fingerprint if lease else (old.fingerprint if old else None),
             )
             # An update: attributes it does not set (e.g. an earlier item's details) stay; an
             # earlier dead-letter report is removed.
-            update = link.model_dump(include={"status", "attempted_at", "updated_at", "unknown", "attempts"})
+            update = link.model_dump(
+                include={"status", "attempted_at", "updated_at", "unknown", "attempts", "fingerprint"}
+            )
             update["failure"] = None
-            self.items[(provider, external_id)] = old.model_copy(update=update) if old else link
+            self.items[key] = old.model_copy(update=update) if old else link
+            if lease is not None:
+                self.leases[key] = (lease.owner, lease.until)
+            else:
+                self.leases.pop(key, None)
             return Pending(link.model_copy(deep=True), may_exist=old is not None and old.unknown is not False)
 
-    def settle(self, provider: str, external_id: str, attempts: int) -> None:
+    def release(self, provider: str, external_id: str, attempts: int, *, settled: bool) -> None:
+        key = (provider, external_id)
         with self._lock:
-            item = self.items.get((provider, external_id))
+            item = self.items.get(key)
+            if item is None or item.status != LinkStatus.PENDING or item.attempts != attempts:
+                return  # the condition fails; the lease and the flag stay
+            self.leases.pop(key, None)
+            update: dict[str, Any] = {"updated_at": utc_now()}
+            if settled:
+                update["unknown"] = False
+            self.items[key] = item.model_copy(update=update)
+
+    def settle(self, provider: str, external_id: str, attempts: int) -> None:
+        key = (provider, external_id)
+        with self._lock:
+            item = self.items.get(key)
             if item is None or item.status != LinkStatus.PENDING or item.attempts != attempts:
                 return  # the condition fails; the flag stays set
-            self.items[(provider, external_id)] = item.model_copy(
-                update={"unknown": False, "updated_at": utc_now()}
-            )
+            if key in self.leases and self.leases[key][1] >= now_ms():
+                return  # a live attempt may be creating right now
+            self.items[key] = item.model_copy(update={"unknown": False, "updated_at": utc_now()})
 
     def record_failure(self, provider: str, external_id: str, report: dict[str, Any]) -> bool:
         now = utc_now()
@@ -121,6 +154,7 @@ class InMemoryLinkStore:
             if existing is not None and existing.status != LinkStatus.PENDING:
                 return existing.model_copy(deep=True), False
             self.items[(link.provider, link.external_id)] = link.model_copy(deep=True)
+            self.leases.pop((link.provider, link.external_id), None)  # a put replaces the whole item
             return link, True
 
     def scan_links(self, page_size: int = 200) -> list[Link]:

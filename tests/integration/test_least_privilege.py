@@ -28,10 +28,9 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
         "a sync that failed all its async attempts is sent to PalencaSyncDLQ by Lambda itself, with the "
         "function's role (EventInvokeConfig's OnFailure destination), not by the function's code"
     ),
-    ("*", "dynamodb:GetItem", "IdempotencyTable"): (
-        "Powertools reads the idempotency record with GetItem when a conditional put fails without "
-        "returning it (DynamoDB returns it today: ReturnValuesOnConditionCheckFailure); without the "
-        "grant such a request would fail instead of answering from the record"
+    ("ImportFunction", "sqs:SendMessage", "ImportDLQ"): (
+        "an import that failed (or stopped at its deadline) is sent to ImportDLQ by Lambda itself, with "
+        "the function's role (EventInvokeConfig's OnFailure destination), not by the function's code"
     ),
 }
 WHOLE_RUN_MARKS = {"", "not backlog", "not slow and not backlog"}

@@ -273,3 +273,39 @@ def test_env_json_runs_the_functions_against_the_local_stack(local_stack, templa
         aws_client(state, "kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"]
         == state.attrs["TokenEncryptionKey.Arn"]
     )
+
+
+def test_import_in_cloud_runs_the_import_function_under_its_role_on_the_local_stack(in_project, tmp_path):
+    """The local stack has no S3 notifications: the command invokes ImportFunction in a fresh process
+    with S3's put event, as its own enforced role (GetObject twice, SendMessageBatch, PutObject of the
+    summary, over HTTP to moto's server)."""
+    _, state = in_project
+    people = tmp_path / "people.jsonl"
+    people.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "external_id": f"cloud-{n}",
+                    "email": f"cloud{n}@example.test",
+                    "first_name": "Eva",
+                    "last_name": f"Luna{n}",
+                    "phone": f"+52177{n:08d}",
+                    "date_of_birth": "1991-05-06",
+                    "country": "MX",
+                }
+            )
+            + "\n"
+            for n in range(1, 16)
+        )
+    )
+
+    result = _run("import", str(people), "--provider", "palm", "--in-cloud", "--local")
+
+    assert result.exit_code == 0, result.output
+    assert "15 rows read, 15 valid, 0 invalid" in result.output
+    assert "palm     sent      15 in 2 SendMessageBatch calls" in result.output
+    s3 = aws_client(state, "s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=state.refs["ImportBucket"])["Contents"]]
+    assert any(key.endswith("-people.jsonl.summary.json") for key in keys), keys
+    calls = {action for action, _ in CALLS.calls.get("ImportFunction", set())}
+    assert {"s3:GetObject", "s3:PutObject", "sqs:SendMessage"} <= calls

@@ -14,7 +14,7 @@ from provisioner_cli.lambda_runtime import StreamSource
 from provisioner_cli.outcomes import Subscriber, function_session, outcome_source, summary
 from provisioner_sandbox.app import sandbox_credentials
 from provisioning.providers import PROVIDERS
-from provisioning.store import LinkStatus
+from provisioning.store import Lease, LinkStatus, now_ms
 from tests.conftest import EVENTS, dead_letters, send_bodies
 from tests.integration.conftest import queue_depth
 from tests.people import person
@@ -159,6 +159,40 @@ def test_a_second_drain_publishes_nothing_new_and_a_replayed_create_publishes_no
 
     assert len(subscriber.events()) == 1
     assert again.failures == []
+
+
+def test_claims_their_releases_and_take_overs_pass_no_filter_and_the_link_publishes_no_fingerprint(
+    stack, load_function, subscriber, outcome_events, source, store
+):
+    live = now_ms() + 60_000
+    store.mark_pending("palm", "out-l1", Lease("a", live, "1" * 64))  # a claim (INSERT)
+    store.release("palm", "out-l1", attempts=1, settled=False)  # its failure's release
+    store.mark_pending("palm", "out-l1", Lease("b", now_ms() - 1, "2" * 64))  # then a crash
+    store.mark_pending("palm", "out-l1", Lease("c", live, "3" * 64))  # and its take-over
+    info = next(p for p in PROVIDERS if p.name == "palenca")
+    answer = create_through_api(load_function, info, "out-l2")
+    other = {"external_id": "out-l2", "widget_id": "0b5e1d7c-5f5e-4f0e-9d53-3f8e0f6b2a11"}
+    event = json.loads((EVENTS / info.create.folder / "api.json").read_text())
+    event["body"] = json.dumps(other)
+    assert load_function(info.create.function)(event)["statusCode"] == 409  # writes nothing
+    invoked: list[dict[str, Any]] = []
+
+    def recorded(event: dict[str, Any]) -> Any:
+        invoked.extend(event["Records"])
+        return outcome_events(event)
+
+    report = drain(stack, source, recorded)
+
+    assert report.failures == []
+    assert report.filtered >= 4 + 2  # the four claim writes; palenca's claim and its owner claim
+    assert [r["dynamodb"]["Keys"]["external_id"]["S"] for r in invoked] == ["out-l2"]
+    [provisioned] = subscriber.details("PersonProvisioned")
+    assert set(provisioned) == PROVISIONED_FIELDS
+    assert provisioned["provider_user_id"] == answer["provider_user_id"]
+    fingerprint = store.get("palenca", "out-l2").fingerprint
+    assert fingerprint
+    assert fingerprint not in json.dumps(subscriber.events())
+    assert len(subscriber.events()) == 1
 
 
 def test_the_publisher_dying_after_put_events_before_its_checkpoint_republishes_the_same_event(

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from provisioner_cli.main import cli
 from provisioner_cli.stack import StackTarget
 from provisioning.providers import NAMES
-from provisioning.store import LinkStore
+from provisioning.store import Lease, LinkStore, now_ms
 from tests.conftest import EVENTS, api_event, response_json
 
 FUNCTION = "PeopleFunction"
@@ -62,7 +62,7 @@ def dead_letter(aws: Any, table: str, provider: str, external_id: str) -> None:
 @pytest.fixture
 def person(load_function, store: LinkStore, stack, aws) -> str:
     """u-people-1: created at Palenca and at Palm through their create functions; a Trust record
-    of theirs dead-lettered; an attempt at Validic under way."""
+    of theirs dead-lettered; an attempt at Validic under way (holding its lease)."""
     external_id = "u-people-1"
     created = load_function("PalencaCreateUserFunction")(
         api_event("/palenca/users", {"external_id": external_id})
@@ -72,7 +72,7 @@ def person(load_function, store: LinkStore, stack, aws) -> str:
     assert load_function("PalmCreateUserFunction")(api_event("/palm/users", body))["statusCode"] == 201
     store.mark_pending("trust", external_id)
     dead_letter(aws, stack.refs["UsersTable"], "trust", external_id)
-    store.mark_pending("validic", external_id)
+    store.mark_pending("validic", external_id, Lease("attempt-1", now_ms() + 60_000, "9" * 64))
     return external_id
 
 
@@ -109,6 +109,11 @@ def test_never_shows_personal_data_fingerprints_or_sealed_tokens(invoke, person,
     }
     assert "fingerprint" not in response["body"]
     assert "sealed" not in response["body"]
+    # The claims' fields: the payload hash each link keeps, the lease of the attempt under way.
+    assert store.get("palm", person).fingerprint not in response["body"]
+    assert "9" * 64 not in response["body"]
+    assert "lease" not in response["body"]
+    assert "attempt-1" not in response["body"]
     out = capsys.readouterr().out
     for value in [*PALM_VAULT.values()]:
         assert value not in response["body"] + out

@@ -14,7 +14,10 @@ from moto.sqs.models import sqs_backends
 
 from provisioner_cli.lambda_runtime import drain_queue
 from provisioner_cli.local import ACCOUNT, REGION
+from provisioning.providers import provider
+from provisioning.provision import fingerprint_of
 from provisioning.sealing import KmsSealer, read_token
+from provisioning.store import Lease, LinkStore, now_ms
 from tests.conftest import EVENTS, api_event, dead_letters, response_json, send_and_drain
 from tests.logs import texts
 
@@ -99,6 +102,77 @@ def test_repeat_answers_200_without_a_second_call_and_another_payload_is_a_confl
     assert other["statusCode"] == 409
     assert response_json(other)["error"]["code"] == "conflict"
     assert sandbox.count(PROVIDER, "POST") == 1
+
+
+def _item(aws, stack, external_id: str) -> dict[str, Any]:
+    key = {"external_id": {"S": external_id}, "provider": {"S": PROVIDER}}
+    return aws("dynamodb").get_item(TableName=stack.refs["UsersTable"], Key=key, ConsistentRead=True)["Item"]
+
+
+def test_another_payload_is_a_conflict_whose_answer_names_no_personal_data(invoke, sandbox, aws, stack):
+    assert invoke(api_event(ROUTE, PERSON))["statusCode"] == 201
+    other = {**PERSON, "location": {"timezone": "Europe/Madrid", "country_code": "ES"}}
+
+    answer = invoke(api_event(ROUTE, other))
+
+    assert answer["statusCode"] == 409
+    error = response_json(answer)["error"]
+    assert error["message"] == "this external_id was already requested with a different payload"
+    for value in ("vi-1001", "Europe/Madrid", "America/New_York", "ES", '"US"'):
+        assert value not in answer["body"]
+    item = _item(aws, stack, "vi-1001")
+    # The link keeps the payload's hash, never the payload; its lease went with the claim.
+    request = provider(PROVIDER).create.load_spec().request_model.model_validate(PERSON)
+    assert item["fingerprint"] == {"S": fingerprint_of(request)}
+    assert not {"lease_owner", "lease_until"} & set(item)
+    assert sandbox.count(PROVIDER, "POST") == 1
+
+
+def test_a_delivery_while_a_crashed_attempt_holds_the_person_waits_then_takes_over_and_reconciles(
+    invoke, inform, sandbox, aws, stack
+):
+    assert invoke(api_event(ROUTE, PERSON))["statusCode"] == 201
+    # What an invocation that died after its create reached Validic Inform leaves: the person
+    # pending under its lease, no link, no claim.
+    user_id = _item(aws, stack, "vi-1001")["provider_user_id"]["S"]
+    table = stack.refs["UsersTable"]
+    for key in ("vi-1001", f"#owner#{user_id}"):
+        aws("dynamodb").delete_item(
+            TableName=table, Key={"external_id": {"S": key}, "provider": {"S": PROVIDER}}
+        )
+    lease = Lease(owner="crashed", until=now_ms() + 1500, fingerprint="f" * 64)
+    LinkStore(aws("dynamodb"), table).mark_pending(PROVIDER, "vi-1001", lease)
+    posts = sandbox.count(PROVIDER, "POST")
+
+    busy = invoke(api_event(ROUTE, PERSON))
+    assert busy["statusCode"] == 409
+    assert response_json(busy)["error"]["code"] == "in_progress"
+    assert busy["multiValueHeaders"]["Retry-After"] == ["2"]
+    assert sandbox.count(PROVIDER) == posts + sandbox.count(PROVIDER, "GET")  # no create meanwhile
+
+    time.sleep(max(0.0, (lease.until - now_ms()) / 1000) + 0.1)  # the lease expires
+    final = invoke(api_event(ROUTE, PERSON))
+
+    assert final["statusCode"] == 201
+    assert response_json(final)["outcome"] == "reconciled"
+    assert response_json(final)["provider_user_id"] == user_id
+    assert len(inform.users) == 1
+    assert sandbox.count(PROVIDER, "POST") == posts
+
+
+def test_a_failed_attempt_releases_its_lease_so_a_retry_goes_ahead_at_once(
+    invoke, inform, sandbox, aws, stack
+):
+    sandbox.set_faults(PROVIDER, error_rate=1.0)
+    failed = invoke(api_event(ROUTE, PERSON))
+    sandbox.set_faults(PROVIDER)
+
+    assert failed["statusCode"] == 502  # Validic Inform answered 503 to every try
+    item = _item(aws, stack, "vi-1001")
+    assert item["status"] == {"S": "pending"}
+    assert not {"lease_owner", "lease_until"} & set(item)
+    assert invoke(api_event(ROUTE, PERSON))["statusCode"] == 201
+    assert len(inform.users) == 1
 
 
 def test_the_sample_events_provision_api_base64_and_sqs(invoke, inform, stack, aws):

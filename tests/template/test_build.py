@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 
 SAM_BIN = ROOT / ".venv-sam" / "bin"
 # Provided by the Lambda Python runtime itself.
-RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "dateutil", "awslambdaric"}
+RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "dateutil", "awslambdaric", "snapshot_restore_py"}
 
 
 def _runtime_nodes(tree: ast.AST):
@@ -88,5 +88,12 @@ def test_build_layer_is_built_for_arm64(build_dir):
 @pytest.mark.slow
 def test_build_keeps_dev_tools_out_of_the_layer(build_dir):
     shipped = {p.name for p in (build_dir / "CoreLayer" / "python").iterdir()}
-    for dev_only in ("moto", "pytest", "provisioner_cli", "provisioner_sandbox", "boto3"):
+    for dev_only in (
+        "moto",
+        "pytest",
+        "provisioner_cli",
+        "provisioner_sandbox",
+        "boto3",
+        "snapshot_restore_py",
+    ):
         assert dev_only not in shipped

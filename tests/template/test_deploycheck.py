@@ -310,6 +310,9 @@ def fixed_moto(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(
             model, "create_from_cloudformation_json", model.__dict__["create_from_cloudformation_json"]
         )
+    import moto.s3.models as s3_models
+
+    monkeypatch.setattr(s3_models, "cfn_to_api_encryption", s3_models.cfn_to_api_encryption)
     deploycheck.fix_moto()
     deploycheck.fix_moto()  # idempotent
 
@@ -363,6 +366,7 @@ def test_fixed_moto_creates_keys_roles_and_rules_on_a_bus_as_cloudformation_does
                 "Type": RULE,
                 "Properties": {"EventBusName": {"Ref": "Bus"}, "EventPattern": {"source": ["x"]}},
             },
+            "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketEncryption": BUCKET_KEY_ENCRYPTION}},
         },
     }
     with mock_aws():
@@ -382,6 +386,15 @@ def test_fixed_moto_creates_keys_roles_and_rules_on_a_bus_as_cloudformation_does
         assert resources["Bus"] == "signups"
         rules = boto3.client("events", region_name=REGION).list_rules(EventBusName="signups")["Rules"]
         assert [rule["Name"] for rule in rules] == [resources["Rule"]]
+        encryption = boto3.client("s3", region_name=REGION).get_bucket_encryption(Bucket=resources["Bucket"])
+        assert encryption["ServerSideEncryptionConfiguration"]["Rules"][0]["BucketKeyEnabled"] is True
+
+
+BUCKET_KEY_ENCRYPTION = {
+    "ServerSideEncryptionConfiguration": [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}, "BucketKeyEnabled": True}
+    ]
+}
 
 
 def _create(cloudformation: Any, name: str, resources: dict[str, Any]) -> dict[str, str]:
@@ -445,3 +458,76 @@ def test_moto_still_has_each_bug_the_rehearsal_fixes():
             RoleName=summary["PhysicalResourceId"], PolicyName="p"
         )
         assert "'Statement': [None]" in stored["PolicyDocument"]  # AWS::NoValue kept as null
+
+        bucket = _create(
+            cloudformation,
+            "bucket",
+            {
+                "Bucket": {
+                    "Type": "AWS::S3::Bucket",
+                    "Properties": {"BucketEncryption": BUCKET_KEY_ENCRYPTION},
+                }
+            },
+        )
+        encryption = boto3.client("s3", region_name=REGION).get_bucket_encryption(Bucket=bucket["Bucket"])
+        assert not encryption["ServerSideEncryptionConfiguration"]["Rules"][0].get("BucketKeyEnabled")
+
+
+def test_moto_s_own_cloudformation_still_has_no_lambda_alias():
+    """When a moto upgrade models AWS::Lambda::Alias, this fails: drop the rehearsal's own model."""
+    from moto.core.common_models import CloudFormationModel
+
+    own = {
+        m.cloudformation_type()
+        for m in CloudFormationModel.__subclasses__()
+        if m.__module__.startswith("moto.")
+    }
+    assert "AWS::Lambda::Version" in own
+    assert "AWS::Lambda::Alias" not in own
+
+
+def test_fixed_moto_creates_an_alias_that_mappings_and_permissions_invoke(fixed_moto):
+    """Every trigger invokes a function's alias live: the rehearsal creates it (Ref: its ARN) and
+    reads a mapping of it back as the alias, not as the version moto resolves it to."""
+    assert deploycheck.moto_has_model("AWS::Lambda::Alias")
+    with mock_aws():
+        admin = boto3.client("iam", region_name=REGION)
+        role = admin.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue_url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        code = {"ZipFile": "def handler(event, context):\n    return event\n"}
+        resources = {
+            "Function": {
+                "Type": "AWS::Lambda::Function",
+                "Properties": {"Runtime": "python3.13", "Handler": "app.handler", "Role": role, "Code": code},
+            },
+            "Version": {"Type": "AWS::Lambda::Version", "Properties": {"FunctionName": {"Ref": "Function"}}},
+            "Alias": {
+                "Type": "AWS::Lambda::Alias",
+                "Properties": {
+                    "Name": "live",
+                    "FunctionName": {"Ref": "Function"},
+                    "FunctionVersion": {"Fn::GetAtt": ["Version", "Version"]},
+                },
+            },
+            "Mapping": {
+                "Type": "AWS::Lambda::EventSourceMapping",
+                "Properties": {"FunctionName": {"Ref": "Alias"}, "EventSourceArn": queue_arn},
+            },
+        }
+        cloudformation = boto3.client("cloudformation", region_name=REGION)
+        created = _create(cloudformation, "alias", resources)
+        assert created["Alias"].endswith(":live"), "Ref of an alias is its ARN"
+        lambda_ = boto3.client("lambda", region_name=REGION)
+        alias = lambda_.get_alias(FunctionName=created["Function"], Name="live")
+        assert alias["AliasArn"] == created["Alias"]
+        assert alias["FunctionVersion"] == "1"
+        mapping = lambda_.get_event_source_mapping(UUID=created["Mapping"])
+        assert mapping["FunctionArn"].endswith(":1"), "moto records the version, not the alias"
+        described = deploycheck.describe_event_source_mapping(
+            lambda service: boto3.client(service, region_name=REGION), created["Mapping"]
+        )
+        assert described.properties["FunctionName"] == created["Alias"]

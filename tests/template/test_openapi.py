@@ -15,6 +15,20 @@ def test_committed_openapi_document_is_current(template):
     assert committed == render(build_openapi()), "stale: run `provisioner openapi --output docs/openapi.json`"
 
 
+def test_the_api_docs_function_ships_the_committed_document():
+    """ApiDocsFunction serves the copy beside its handler: it must be docs/openapi.json."""
+    shipped = ROOT / "functions" / "api_docs" / "openapi.json"
+    assert shipped.read_text() == (ROOT / "docs" / "openapi.json").read_text(), (
+        "stale: cp docs/openapi.json functions/api_docs/openapi.json"
+    )
+
+
+def test_api_docs_without_a_shipped_document_generates_it():
+    from provisioning.apidocs import ApiDocsFunction
+
+    assert json.loads(ApiDocsFunction()._spec) == build_openapi()
+
+
 def test_openapi_documents_every_route(template):
     """Every route of the template but the document's own (GET /docs), with its method; a POST
     documents its body, a route with a path parameter documents the parameter."""

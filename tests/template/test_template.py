@@ -15,7 +15,7 @@ SAM = ROOT / ".venv-sam" / "bin" / "sam"
 CREATE_FUNCTIONS = {p.create.function: (p.create.route, p.create.queue) for p in PROVIDERS}
 # Dead-letter queues beside the providers' own: the Palenca sync's, the signup rules', the Cognito
 # trigger's fallback queue's and the outcome events' (stream batches not published).
-OTHER_DLQS = {"PalencaSyncDLQ", "SignupEventsDLQ", "SignupFallbackDLQ", "OutcomeEventsDLQ"}
+OTHER_DLQS = {"PalencaSyncDLQ", "SignupEventsDLQ", "SignupFallbackDLQ", "OutcomeEventsDLQ", "ImportDLQ"}
 
 
 def _resource(template: Template, logical_id: str) -> dict:
@@ -105,7 +105,9 @@ def test_every_function_folder_holds_only_its_thin_handler(template):
     for logical_id in template.functions():
         function = template.function(logical_id)
         files = sorted(p.name for p in function.code_uri.iterdir() if p.name != "__pycache__")
-        assert files == ["app.py"], f"{logical_id}: {files}"
+        # The API docs serve the generated OpenAPI document shipped beside them (data, not code).
+        shipped = ["openapi.json"] if logical_id == "ApiDocsFunction" else []
+        assert files == ["app.py", *shipped], f"{logical_id}: {files}"
         assert len((function.code_uri / "app.py").read_text().splitlines()) <= 12
 
 
@@ -120,6 +122,8 @@ def test_events_folder_has_ready_events_for_every_function(template):
             assert "sqs.json" in names, logical_id
         if any(e["Type"] == "DynamoDB" for e in events):
             assert "stream.json" in names, logical_id
+        if any(e["Type"] == "S3" for e in events):
+            assert "put.json" in names, logical_id
         if logical_id in CREATE_FUNCTIONS:
             assert "sqs.json" in names, logical_id
             assert "signup.json" in names, logical_id
@@ -444,11 +448,12 @@ def test_the_palenca_sync_schedule_retries_and_dead_letters_to_an_encrypted_queu
     rule = resources[source["Fn::GetAtt"][0]]
     assert rule["Type"] == "AWS::Events::Rule"
     (target,) = rule["Properties"]["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": ["PalencaListUsersFunction", "Arn"]}
+    assert target["Arn"] == {"Ref": "PalencaListUsersFunctionAliaslive"}, "the rule invokes the alias"
     assert target["Input"] == props["Input"]
     assert target["RetryPolicy"] == props["RetryPolicy"]
     assert target["DeadLetterConfig"] == {"Arn": dlq_arn}
     config = resources["PalencaListUsersFunctionEventInvokeConfig"]["Properties"]
+    assert config["Qualifier"] == "live", "the retries of the alias's async invocations"
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == dlq_arn
     role = resources["PalencaListUsersFunctionRole"]["Properties"]["Policies"]
     grants = [st for p in role for st in p["PolicyDocument"]["Statement"]]
@@ -476,3 +481,35 @@ def test_signup_rules_take_the_hubs_own_signups_beside_the_configured_source(tem
         assert routed("myapp")
         assert routed("another.app") is (source_filter == "")
         assert not routed("provisioner", "PersonProvisioned")
+
+
+def test_the_import_bucket_is_private_encrypted_tls_only_and_expires_its_files(template):
+    bucket = _resource(template, "ImportBucket")["Properties"]
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": ["DataEncryptionKey", "Arn"]},
+    }
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    (expire,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert expire["ExpirationInDays"] == {"Ref": "ImportRetentionDays"}
+    assert expire["NoncurrentVersionExpiration"]["NoncurrentDays"] >= 1
+    policy = _resource(template, "ImportBucketPolicy")["Properties"]
+    (tls,) = policy["PolicyDocument"]["Statement"]
+    assert (tls["Effect"], tls["Action"]) == ("Deny", "s3:*")
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_import_function_runs_once_per_file_and_keeps_every_failure(template):
+    function = template.function("ImportFunction")
+    assert function.timeout == 900  # Lambda's longest: the import stops itself before it
+    config = template.resources["ImportFunction"]["Properties"]["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 0  # a retry would send again what was sent
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["ImportDLQ", "Arn"]},
+    }
+    env = function.environment
+    for info in PROVIDERS:  # every create queue: a file may target any provider
+        assert env[f"{info.env_prefix}_IMPORT_QUEUE_URL"] == {"Ref": info.create.queue}

@@ -28,7 +28,13 @@ OTHER_FUNCTIONS = [
     "SignupTriggerFunction",
     "SignupWebhookFunction",
     "OutcomeEventsFunction",
+    "ImportFunction",
 ]
+# A stack id whose last part reads as what it stands for (ImportBucket's name ends with it).
+STACK_ID = (
+    f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/provisioner/00000000-0000-0000-0000-StackIdSuffix"
+)
+IMPORT_BUCKET = f"arn:aws:s3:::provisioner-imports-{ACCOUNT}-StackIdSuffix"
 
 
 def _of_type(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -37,7 +43,11 @@ def _of_type(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]
 
 def _names() -> Resolver:
     """Resolves references to readable names: Ref X -> X, GetAtt X.Arn -> X.Arn."""
-    return Resolver({}, {}, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"})
+    return Resolver(
+        {},
+        {},
+        {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws", "AWS::StackId": STACK_ID},
+    )
 
 
 def test_one_stage_with_the_throttling_and_no_stray_stage(translated):
@@ -123,10 +133,6 @@ USERS = {
     ("dynamodb:UpdateItem", "UsersTable.Arn"),
     ("dynamodb:Query", "UsersTable.Arn/index/ByProviderUserId"),
 }
-IDEMPOTENCY = {
-    (f"dynamodb:{action}", "IdempotencyTable.Arn")
-    for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
-}
 RATE_LIMIT = {("dynamodb:GetItem", "RateLimitTable.Arn"), ("dynamodb:UpdateItem", "RateLimitTable.Arn")}
 ENCRYPTED_QUEUES = {
     ("kms:GenerateDataKey", "DataEncryptionKey.Arn"),
@@ -142,13 +148,13 @@ def _secret(parameter: str) -> tuple[str, str]:
 
 
 def _create(info: ProviderInfo) -> set[tuple[str, str]]:
-    """A provider's create function: its queue and DLQ, its secret, the shared tables and key; the
+    """A provider's create function: its queue and DLQ, its secret, the users table and the queue
+    key (not the idempotency table: a person's claim is on their item in the users table); the
     rate-limit table when it has a budget; the token key when it seals what the provider returns."""
     queue, dead_letter_queue = info.create.queue, info.create.dead_letter_queue
     secret = provider_parameter(Template(ROOT / "template.yaml"), info, info.secret_id_variable)
     grants = (
         USERS
-        | IDEMPOTENCY
         | ENCRYPTED_QUEUES
         | {
             ("sqs:SendMessage", f"{dead_letter_queue}.Arn"),
@@ -206,6 +212,16 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("sqs:SendMessage", "OutcomeEventsDLQ.Arn"),
     }
     | ENCRYPTED_QUEUES,
+    # Reads the files put under imports/ and writes their summaries beside them (its bucket is
+    # encrypted with the hub key); queues their rows for every provider; Lambda sends a failed
+    # import's event to the encrypted ImportDLQ with its role (SAM grants the SendMessage).
+    "ImportFunction": {
+        ("s3:GetObject", f"{IMPORT_BUCKET}/imports/*"),
+        ("s3:PutObject", f"{IMPORT_BUCKET}/imports/*.summary.json"),
+        *(("sqs:SendMessage", f"{p.create.queue}.Arn") for p in PROVIDERS),
+        ("sqs:SendMessage", "ImportDLQ.Arn"),
+    }
+    | ENCRYPTED_QUEUES,
 }
 STREAM_FUNCTIONS = {"OutcomeEventsFunction"}
 
@@ -222,14 +238,92 @@ def test_the_signup_publishers_publish_to_the_bus_the_stack_uses(translated, fun
     assert "event-bus/${EventBusName}" in given["Fn::Sub"]
 
 
-def test_a_user_pool_may_invoke_the_signup_trigger_only_when_given(translated):
-    permission = translated["Resources"]["SignupUserPoolPermission"]
+@pytest.mark.parametrize(
+    ("permission_id", "function"),
+    [
+        ("SignupUserPoolAliasPermission", {"Ref": "SignupTriggerFunctionAliaslive"}),  # the output's
+        ("SignupUserPoolPermission", {"Fn::GetAtt": ["SignupTriggerFunction", "Arn"]}),  # attached before
+    ],
+)
+def test_a_user_pool_may_invoke_the_signup_trigger_only_when_given(translated, permission_id, function):
+    permission = translated["Resources"][permission_id]
     assert permission["Condition"] == "HasSignupUserPool"
     properties = permission["Properties"]
     assert properties["Principal"] == "cognito-idp.amazonaws.com"
     assert properties["SourceArn"] == {"Ref": "SignupUserPoolArn"}
     assert properties["SourceAccount"] == {"Ref": "AWS::AccountId"}
-    assert properties["FunctionName"] == {"Fn::GetAtt": ["SignupTriggerFunction", "Arn"]}
+    assert properties["FunctionName"] == function
+    output = translated["Outputs"]["SignupTriggerFunctionArn"]["Value"]
+    assert output == {"Ref": "SignupTriggerFunctionAliaslive"}, "the ARN to attach is the alias's"
+
+
+def _functions(translated: dict[str, Any]) -> list[str]:
+    return list(_of_type(translated, "AWS::Lambda::Function"))
+
+
+def test_every_function_publishes_the_alias_live_with_snapstart_only_when_enabled(translated):
+    """EnableSnapStart turns SnapStart on for the published versions; the alias exists either way
+    (SAM's AutoPublishAlias takes no condition), and the version's description names the setting
+    so that switching it publishes a new version, and so a new snapshot."""
+    resources = translated["Resources"]
+    functions = _functions(translated)
+    assert len(functions) >= 11
+    for name in functions:
+        alias = resources[f"{name}Aliaslive"]
+        assert alias["Type"] == "AWS::Lambda::Alias"
+        assert alias["Properties"]["FunctionName"] == {"Ref": name}
+        version_id = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+        version = resources[version_id]
+        assert version["Type"] == "AWS::Lambda::Version"
+        assert version["DeletionPolicy"] == "Delete", f"{name}: a replaced version's snapshot stays cached"
+        assert version["Properties"]["Description"] == {
+            "Fn::If": ["SnapStartEnabled", "SnapStart on", "SnapStart off"]
+        }, f"{name}: switching SnapStart must publish a new version"
+        snapstart = resources[name]["Properties"]["SnapStart"]
+        assert snapstart == {"ApplyOn": {"Fn::If": ["SnapStartEnabled", "PublishedVersions", "None"]}}
+    assert translated["Conditions"]["SnapStartEnabled"] == {
+        "Fn::Equals": [{"Ref": "EnableSnapStart"}, "true"]
+    }
+
+
+def test_every_trigger_invokes_the_alias_never_the_unpublished_function(translated):
+    """SnapStart restores published versions only: an event source mapping, an API integration,
+    a rule target or a permission on $LATEST would never use the snapshot."""
+    resources = translated["Resources"]
+    functions = set(_functions(translated))
+    aliases = {f"{name}Aliaslive" for name in functions}
+    # A pool attached to the function before the alias existed keeps its permission (docs/signups.md).
+    before_the_alias = {"SignupUserPoolPermission"}
+    checked = 0
+    for logical_id, resource in resources.items():
+        if logical_id in before_the_alias:
+            continue
+        kind, properties = resource["Type"], resource.get("Properties", {})
+        if kind in ("AWS::Lambda::EventSourceMapping", "AWS::Lambda::Permission"):
+            target = properties["FunctionName"]
+        elif kind == "AWS::Events::Rule":
+            lambdas = [t for t in properties["Targets"] if "Fn::GetAtt" in t["Arn"] or "Ref" in t["Arn"]]
+            lambdas = [
+                t
+                for t in lambdas
+                if (t["Arn"].get("Ref") or t["Arn"].get("Fn::GetAtt", [""])[0]) in functions | aliases
+            ]
+            if not lambdas:
+                continue
+            (target,) = [t["Arn"] for t in lambdas]
+        elif kind == "AWS::Lambda::EventInvokeConfig":
+            assert properties["Qualifier"] == "live", logical_id
+            checked += 1
+            continue
+        else:
+            continue
+        assert target in [{"Ref": a} for a in aliases], f"{logical_id} targets {target}, not an alias"
+        checked += 1
+    uris = json.dumps([r for r in resources.values() if r["Type"] == "AWS::ApiGateway::RestApi"])
+    for name in functions:
+        assert f"${{{name}.Arn}}/invocations" not in uris, f"the API invokes {name}'s $LATEST"
+    assert "Alias" in uris
+    assert checked >= 15
 
 
 def test_key_policies_grant_services_only_on_behalf_of_this_account(translated):
@@ -251,7 +345,12 @@ def test_outcome_events_may_decrypt_the_marketplace_url_only_when_the_stack_enab
         names = Resolver(
             {},
             {},
-            {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"},
+            {
+                "AWS::Region": REGION,
+                "AWS::AccountId": ACCOUNT,
+                "AWS::Partition": "aws",
+                "AWS::StackId": STACK_ID,
+            },
             {"CreateEventBus": True, "IncludeMarketplaceUrl": include},
         )
         grants = function_roles(translated, names, managed={})["OutcomeEventsFunction"].grants()

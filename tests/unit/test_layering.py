@@ -39,3 +39,9 @@ def test_a_provider_module_does_not_load_the_lambda_assembly(module):
     loaded = _loaded_by(module)
     assert module in loaded
     assert not [name for name in ASSEMBLY if name in loaded]
+
+
+def test_the_import_core_loads_no_command_line():
+    loaded = _loaded_by("provisioning.imports")
+    assert "provisioning.imports" in loaded
+    assert not [name for name in loaded if name.split(".")[0] in ("click", "provisioner_cli")]

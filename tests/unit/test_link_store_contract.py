@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from provisioning.errors import Conflict
-from provisioning.store import CLAIM_PREFIX, Link, Links, LinkSource, LinkStatus
+from provisioning.errors import Conflict, InProgress
+from provisioning.store import CLAIM_PREFIX, Lease, Link, Links, LinkSource, LinkStatus, now_ms
 from tests.fakes import InMemoryLinkStore
 
 
@@ -310,3 +310,87 @@ def test_a_new_attempt_clears_the_dead_letter_report(store):
     assert pending.link.failure is None
     assert store.get("fake", "p-1").failure is None
     assert store.get("fake", "p-1").attempts == 1
+
+
+# -- the claim of a person: fingerprint and lease --------------------------------------------------
+def _lease(owner: str, live: bool = True) -> Lease:
+    return Lease(owner=owner, until=now_ms() + (60_000 if live else -1), fingerprint=f"fp-{owner}")
+
+
+def test_a_live_lease_refuses_every_other_attempt_and_changes_nothing(store):
+    store.mark_pending("fake", "p-1", _lease("a"))
+
+    with pytest.raises(InProgress) as refused:
+        store.mark_pending("fake", "p-1", _lease("b"))
+    with pytest.raises(InProgress):
+        store.mark_pending("fake", "p-1")  # tooling without a lease is refused too
+
+    assert refused.value.code == "in_progress"
+    assert refused.value.transient
+    stored = store.get("fake", "p-1")
+    assert (stored.attempts, stored.fingerprint) == (1, "fp-a")
+
+
+def test_the_holder_of_a_lease_marks_again_for_its_own_retry(store):
+    lease = _lease("a")
+    store.mark_pending("fake", "p-1", lease)
+
+    again = store.mark_pending("fake", "p-1", lease)
+
+    assert again.link.attempts == 2
+    assert again.link.fingerprint == "fp-a"
+
+
+def test_an_expired_lease_is_taken_over_and_its_attempt_counts_as_unknown(store):
+    store.mark_pending("fake", "p-1", _lease("crashed", live=False))
+
+    taken = store.mark_pending("fake", "p-1", _lease("b"))
+
+    assert taken.may_exist  # the crashed attempt may have created the person: reconcile first
+    assert (taken.link.attempts, taken.link.fingerprint) == (2, "fp-b")
+    with pytest.raises(InProgress):
+        store.mark_pending("fake", "p-1", _lease("c"))  # b holds it now
+
+
+def test_a_release_drops_the_lease_and_settles_only_when_told(store):
+    store.mark_pending("fake", "p-1", _lease("a"))
+
+    store.release("fake", "p-1", attempts=1, settled=False)
+    second = store.mark_pending("fake", "p-1", _lease("b"))  # at once: no wait for the lease
+    assert second.may_exist  # not settled: the next attempt reconciles first
+
+    store.release("fake", "p-1", attempts=2, settled=True)
+    third = store.mark_pending("fake", "p-1", _lease("c"))
+    assert not third.may_exist
+
+
+def test_the_release_of_an_older_attempt_leaves_the_newer_lease(store):
+    store.mark_pending("fake", "p-1", _lease("crashed", live=False))
+    store.mark_pending("fake", "p-1", _lease("b"))
+
+    store.release("fake", "p-1", attempts=1, settled=True)
+
+    with pytest.raises(InProgress):
+        store.mark_pending("fake", "p-1", _lease("c"))
+    assert store.get("fake", "p-1").unknown is True
+
+
+def test_a_link_keeps_the_fingerprint_drops_the_lease_and_answers_every_later_claim(store):
+    pending = store.mark_pending("fake", "p-1", _lease("a")).link
+    store.save_link(_link(fingerprint=pending.fingerprint, attempts=pending.attempts))
+
+    found = store.mark_pending("fake", "p-1", _lease("b"))
+
+    assert found.link.status == LinkStatus.LINKED
+    assert found.link.fingerprint == "fp-a"  # unchanged: the engine compares it with its own
+    assert store.get("fake", "p-1") == found.link
+
+
+def test_tooling_does_not_settle_an_attempt_that_holds_a_live_lease(store):
+    store.mark_pending("fake", "p-1", _lease("a"))
+
+    store.settle("fake", "p-1", attempts=1)  # it may be creating right now
+
+    assert store.get("fake", "p-1").unknown is True
+    with pytest.raises(InProgress):
+        store.mark_pending("fake", "p-1", _lease("b"))

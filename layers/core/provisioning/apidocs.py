@@ -3,6 +3,8 @@
 
 The document is generated from the very resolvers the operation functions answer with, so it cannot
 drift from what they accept; ``provisioner openapi`` writes the same document to docs/openapi.json.
+ApiDocsFunction serves a copy shipped with it (functions/api_docs/openapi.json, kept equal to
+docs/openapi.json by a test), so its first request builds no resolver and no schema.
 """
 
 from __future__ import annotations
@@ -12,29 +14,33 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from provisioning import adapters, rest
-from provisioning.providers import PROVIDERS
-from provisioning.runtime import LambdaFunction
+from provisioning.handler import LambdaFunction
 
 TITLE = "Provisioning hub API"
 VERSION = "1.0.0"
-TITLES = [info.title for info in PROVIDERS]
 _POWERTOOLS_422 = "#/components/schemas/HTTPValidationError"
-DESCRIPTION = (
-    f"Creates people at {', '.join(TITLES[:-1])} and {TITLES[-1]} and records their provider ids. "
-    "Every route requires SigV4-signed requests (AWS_IAM), but POST /signups/webhook, which is "
-    "authenticated by its Standard Webhooks signature."
-)
+
+
+def description() -> str:
+    from provisioning.providers import PROVIDERS  # the document is generated: the shipped one is served
+
+    titles = [info.title for info in PROVIDERS]
+    return (
+        f"Creates people at {', '.join(titles[:-1])} and {titles[-1]} and records their provider ids. "
+        "Every route requires SigV4-signed requests (AWS_IAM), but POST /signups/webhook, which is "
+        "authenticated by its Standard Webhooks signature."
+    )
 
 
 def operation_apps() -> list[APIGatewayRestResolver]:
     """The REST resolver of every operation function (nothing is configured or called)."""
     from provisioning.listing import PalencaListUsersFunction
     from provisioning.people_api import PeopleFunction
+    from provisioning.providers import PROVIDERS
     from provisioning.runtime import CreateUserFunction
     from provisioning.webhooks import SignupWebhookFunction
 
@@ -45,7 +51,9 @@ def operation_apps() -> list[APIGatewayRestResolver]:
 
 def openapi_document() -> dict[str, Any]:
     """Every route's OpenAPI description, merged by Powertools; paths and schemas sorted."""
-    merge = OpenAPIMerge(title=TITLE, version=VERSION, description=DESCRIPTION, on_conflict="error")
+    from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
+
+    merge = OpenAPIMerge(title=TITLE, version=VERSION, description=description(), on_conflict="error")
     for app in operation_apps():
         schema = app.get_openapi_schema(title=TITLE, version=VERSION)
         merge.add_schema(schema.model_dump(by_alias=True, exclude_none=True))
@@ -76,6 +84,12 @@ class ApiDocsFunction(LambdaFunction):
 
     provider = "all"
 
+    def __init__(self, document: Path | None = None) -> None:
+        """``document``: the generated document to serve (a JSON file); without it, the document is
+        generated on the first request."""
+        super().__init__()
+        self._document = document
+
     def build_app(self) -> APIGatewayRestResolver:
         app = rest.new_rest_app()
         app.get("/docs", include_in_schema=False)(self._docs)
@@ -84,7 +98,10 @@ class ApiDocsFunction(LambdaFunction):
     @cached_property
     def _spec(self) -> str:
         # Escaped so the document cannot close the page's <script> element.
-        return json.dumps(openapi_document()).replace("</", "<\\/")
+        document = (
+            json.loads(self._document.read_text(encoding="utf-8")) if self._document else openapi_document()
+        )
+        return json.dumps(document).replace("</", "<\\/")
 
     def _docs(self) -> Response[str]:
         query = self.app.current_event.query_string_parameters or {}

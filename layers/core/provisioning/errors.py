@@ -8,14 +8,19 @@ they may be returned to callers and written to the dead-letter queue.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
+from provisioning.values import Value
 
-@dataclass
-class FieldError:
+
+class FieldError(Value):
+    __slots__ = ("field", "message")
     field: str
     message: str
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
@@ -51,6 +50,7 @@ from provisioning.errors import (
     UnknownOutcome,
 )
 from provisioning.observability import metrics
+from provisioning.values import FrozenValue
 
 USER_AGENT = "provisioner/0.1 (+python-requests)"
 MAX_BODY_BYTES = 1024 * 1024  # a larger provider answer counts as malformed
@@ -238,6 +238,10 @@ class Deadline:
     def allows(self, seconds: float) -> bool:
         return self.remaining() > seconds
 
+    def ends_in(self) -> float:
+        """Seconds until the invocation itself ends (no margin)."""
+        return self.remaining() + self._margin
+
 
 _invocation: ContextVar[Deadline | None] = ContextVar("provisioning_invocation_deadline", default=None)
 
@@ -301,14 +305,18 @@ def read_json(response: requests.Response) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-@dataclass(frozen=True)
-class ErrorVocabulary:
+class ErrorVocabulary(FrozenValue):
     """What of a provider's error answers may travel (to API answers, logs, metrics, DLQ reports):
     the exact messages and the error codes it documents. Anything else it says is free text that
     may echo personal data, and is left behind."""
 
-    messages: frozenset[str] = frozenset()
-    codes: frozenset[str] = frozenset()
+    __slots__ = ("codes", "messages")
+    messages: frozenset[str]
+    codes: frozenset[str]
+
+    def __init__(self, messages: frozenset[str] = frozenset(), codes: frozenset[str] = frozenset()) -> None:
+        object.__setattr__(self, "messages", messages)
+        object.__setattr__(self, "codes", codes)
 
     def message(self, text: str | None) -> str | None:
         if not text:
@@ -419,11 +427,16 @@ def parse_answer[M: BaseModel](
 
 
 # -- sending ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Timeouts:
-    connect: float = 3.05  # to open a connection
-    read: float = 10.0  # for any one socket read
-    total: float = 10.0  # for the whole call: connect, headers and the whole body
+class Timeouts(FrozenValue):
+    __slots__ = ("connect", "read", "total")
+    connect: float  # to open a connection
+    read: float  # for any one socket read
+    total: float  # for the whole call: connect, headers and the whole body
+
+    def __init__(self, connect: float = 3.05, read: float = 10.0, total: float = 10.0) -> None:
+        object.__setattr__(self, "connect", connect)
+        object.__setattr__(self, "read", read)
+        object.__setattr__(self, "total", total)
 
 
 class SecretGetter[S](Protocol):
@@ -584,13 +597,18 @@ class ProviderHttp:
 
 
 # -- retries ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(FrozenValue):
     """Bounded exponential backoff with full jitter, kept inside the invocation's remaining time."""
 
-    max_attempts: int = 4
-    base_delay: float = 0.2
-    max_delay: float = 5.0
+    __slots__ = ("base_delay", "max_attempts", "max_delay")
+    max_attempts: int
+    base_delay: float
+    max_delay: float
+
+    def __init__(self, max_attempts: int = 4, base_delay: float = 0.2, max_delay: float = 5.0) -> None:
+        object.__setattr__(self, "max_attempts", max_attempts)
+        object.__setattr__(self, "base_delay", base_delay)
+        object.__setattr__(self, "max_delay", max_delay)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         backoff = random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))

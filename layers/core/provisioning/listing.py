@@ -24,12 +24,21 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from provisioning import adapters
+from provisioning.dependencies import Dependencies
 from provisioning.errors import CallNotStarted, Conflict, FieldError, InvalidRequest, RateLimited
+from provisioning.handler import LambdaFunction
 from provisioning.http import Deadline, within
-from provisioning.models import ExternalId, StrictModel
+from provisioning.models import StrictModel, external_id_adapter
 from provisioning.observability import logger, metrics
 from provisioning.providers.palenca.client import (
     PROVIDER,
@@ -38,17 +47,15 @@ from provisioning.providers.palenca.client import (
     PalencaSecret,
     PalencaUser,
 )
-from provisioning.runtime import Dependencies, LambdaFunction
 from provisioning.spec import provider_secret
 from provisioning.store import Link, LinkSource, LinkStore
 from provisioning.validation import field_errors
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+    from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver
 
 DEFAULT_SYNC_DAYS = 7
 MAX_SYNC_DAYS = 366
-_EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(ExternalId)
 SYNC_PAGE_SIZE = 150
 
 
@@ -102,11 +109,15 @@ class PalencaSearchRequest(DateWindow):
 
 
 class PalencaSearchResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on first use (models.py)
+
     users: list[PalencaUser]
     pagination: PalencaPagination
 
 
 class SyncSummary(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on first use (models.py)
+
     start_date: str
     end_date: str
     pages: int = 0
@@ -255,7 +266,7 @@ class PalencaSync:
             summary.skipped_without_external_id += 1
             return
         try:
-            _EXTERNAL_ID.validate_python(user.external_id)
+            external_id_adapter().validate_python(user.external_id)
         except ValidationError:
             summary.skipped_unusable_external_id += 1
             return
@@ -302,7 +313,7 @@ class PalencaListUsersFunction(LambdaFunction):
         self.deps = deps or Dependencies()
 
     def build_app(self) -> "APIGatewayRestResolver":
-        from aws_lambda_powertools.event_handler import Response
+        from aws_lambda_powertools.event_handler.api_gateway import Response
 
         from provisioning import rest
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from provisioning.providers import NAMES
 from provisioning.validation import no_personal_data
@@ -31,11 +32,31 @@ ExternalId = Annotated[
 ]
 
 
+@cache
+def external_id_adapter() -> TypeAdapter[str]:
+    """ExternalId's validator, built on first use (not at import)."""
+    return TypeAdapter(ExternalId)
+
+
+def build_deferred_models() -> None:
+    """Build what ``defer_build`` left for first use: every loaded model of this package and the
+    ExternalId validator (SnapStart's priming, so that a restored function builds none)."""
+    external_id_adapter()
+    pending: list[type[BaseModel]] = [BaseModel]
+    while pending:
+        for model in pending.pop().__subclasses__():
+            pending.append(model)
+            if model.__module__.startswith("provisioning.") and not model.__pydantic_complete__:
+                model.model_rebuild()
+
+
 class StrictModel(BaseModel):
     """Unknown fields are rejected, strings are bounded, numbers are finite (JSON has no NaN or
     Infinity, and 1e999 would otherwise be read as infinity)."""
 
-    model_config = ConfigDict(extra="forbid", str_max_length=2048, allow_inf_nan=False)
+    # defer_build: a model's validator is built when it is first used (or when a snapshot is
+    # primed, snapstart.py), not at import: a cold start builds only the models its path uses.
+    model_config = ConfigDict(extra="forbid", str_max_length=2048, allow_inf_nan=False, defer_build=True)
 
 
 class CreateRequest(StrictModel):
@@ -48,6 +69,8 @@ class ProviderUser(BaseModel):
     """What a provider assigned to a person, split into what may be stored as is (``details``)
     and credentials that must be encrypted before they are stored (``sealed``)."""
 
+    model_config = ConfigDict(defer_build=True)  # see StrictModel
+
     provider_user_id: str
     details: dict[str, Any] = Field(default_factory=dict)
     sealed: dict[str, str] = Field(default_factory=dict)
@@ -58,6 +81,8 @@ Outcome = Literal["created", "already_provisioned", "linked_existing", "reconcil
 
 class ProvisionResult(BaseModel):
     """The API answer of a create operation (also the idempotency record's saved response)."""
+
+    model_config = ConfigDict(defer_build=True)  # see StrictModel
 
     provider: str
     external_id: str
@@ -71,6 +96,8 @@ class ProvisionResult(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # see StrictModel
+
     code: str
     message: str
     provider: str | None = None
@@ -79,6 +106,8 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # see StrictModel
+
     error: ErrorDetail
 
 

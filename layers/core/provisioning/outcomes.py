@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -26,13 +25,15 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 from boto3.dynamodb.types import TypeDeserializer
 
+from provisioning.dependencies import Dependencies
 from provisioning.errors import ConfigurationError
+from provisioning.handler import LambdaFunction
 from provisioning.observability import logger, metrics
 from provisioning.privacy import redact
 from provisioning.providers import BY_NAME
-from provisioning.runtime import Dependencies, LambdaFunction
 from provisioning.sealing import KmsSealer
 from provisioning.store import CLAIM_PREFIX, Link, LinkStatus
+from provisioning.values import FrozenValue, Value
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -46,15 +47,24 @@ _deserializer = TypeDeserializer()
 Unseal = Callable[[dict[str, str]], dict[str, str]]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(FrozenValue):
     """One event to publish, and the stream record it comes from."""
 
+    __slots__ = ("detail", "detail_type", "external_id", "provider", "sequence_number")
     sequence_number: str
     external_id: str
     provider: str
     detail_type: str
     detail: dict[str, Any]
+
+    def __init__(
+        self, sequence_number: str, external_id: str, provider: str, detail_type: str, detail: dict[str, Any]
+    ) -> None:
+        object.__setattr__(self, "sequence_number", sequence_number)
+        object.__setattr__(self, "external_id", external_id)
+        object.__setattr__(self, "provider", provider)
+        object.__setattr__(self, "detail_type", detail_type)
+        object.__setattr__(self, "detail", detail)
 
     def entry(self, bus_name: str) -> dict[str, Any]:
         return {
@@ -167,10 +177,14 @@ def calls(outcomes: list[Outcome]) -> list[list[Outcome]]:
     return batches
 
 
-@dataclass
-class Published:
-    events: int = 0
-    failed_at: str | None = None  # the sequence number Lambda must resume from
+class Published(Value):
+    __slots__ = ("events", "failed_at")
+    events: int
+    failed_at: str | None  # the sequence number Lambda must resume from
+
+    def __init__(self, events: int = 0, failed_at: str | None = None) -> None:
+        self.events = events
+        self.failed_at = failed_at
 
 
 class OutcomePublisher:

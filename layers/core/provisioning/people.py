@@ -16,10 +16,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provisioning.errors import InvalidRequest, ProvisioningError
-from provisioning.models import ExternalId, LinkSource
+from provisioning.models import LinkSource, external_id_adapter
 from provisioning.providers import BY_NAME, PROVIDERS
 from provisioning.registry import ProviderInfo
 from provisioning.store import CLAIM_PREFIX, Link, LinkStatus
@@ -28,7 +28,6 @@ from provisioning.validation import field_errors
 if TYPE_CHECKING:
     from provisioning.store import Links
 
-_EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(ExternalId)
 # Keys of stored details derived from personal data (a provider's fingerprint of an e-mail address
 # or a phone number): stored to match people, never shown.
 _PERSONAL_SUFFIXES = ("_fingerprint",)
@@ -44,7 +43,7 @@ class ProviderState(StrEnum):
 class FailureView(BaseModel):
     """Why the person's last record at this provider was dead-lettered (no personal data)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     code: str = Field(
         description="The error code, e.g. provider_rejected, validation_error, unknown_outcome."
@@ -58,6 +57,8 @@ class FailureView(BaseModel):
 
 class ProviderView(BaseModel):
     """The person at one provider."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use (models.py)
 
     state: ProviderState
     provider_user_id: str | None = Field(
@@ -79,6 +80,8 @@ class ProviderView(BaseModel):
 
 class PersonView(BaseModel):
     """Every registered provider's state for one person, and what still waits or failed."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use (models.py)
 
     external_id: str
     providers: dict[str, ProviderView] = Field(
@@ -104,7 +107,7 @@ def parse_external_id(value: str, *, percent_encoded: bool = True) -> str:
     """An external_id as the create routes take it, or a 400 naming ``external_id``. A URL path's
     is percent-decoded once first (``%`` is never part of an id, so once is unambiguous)."""
     try:
-        return _EXTERNAL_ID.validate_python(unquote(value) if percent_encoded else value)
+        return external_id_adapter().validate_python(unquote(value) if percent_encoded else value)
     except ValidationError as exc:
         raise InvalidRequest(field_errors(exc, rename=lambda _: "external_id"), status=400) from None
 

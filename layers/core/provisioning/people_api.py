@@ -10,15 +10,16 @@ reads the route's parameter annotations at run time to document the path paramet
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from provisioning import rest
 from provisioning.adapters import JSON
+from provisioning.dependencies import Dependencies
+from provisioning.handler import LambdaFunction
 from provisioning.models import EXTERNAL_ID_PATTERN
 from provisioning.people import PersonNotFound, PersonView, parse_external_id, person_view
-from provisioning.runtime import Dependencies, LambdaFunction
 
 ROUTE = "/people/<external_id>"
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StringConstraints, ValidationError, field_validator
 
+from provisioning.adapters import is_signup_event
 from provisioning.errors import FieldError, InvalidRequest
 from provisioning.models import ExternalId, Provider, StrictModel
 from provisioning.providers import NAMES
@@ -111,10 +112,6 @@ def signup_person(event: dict[str, Any]) -> Person:
     if not isinstance(event.get("source"), str) or not event["source"]:
         raise InvalidRequest([FieldError("source", "is required")])
     return parse_person(event.get("detail"), "detail")
-
-
-def is_signup_event(data: dict[str, Any]) -> bool:
-    return "detail-type" in data and "detail" in data
 
 
 __all__ = [

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from provisioning.errors import RateLimited
+from provisioning.values import Value
 
 WINDOW_S = 60  # the default window (Palenca's minute)
 GUARD_S = 1.0  # no slot in a window's last second: the request would arrive in the next one
@@ -39,13 +39,18 @@ Priority = Literal["interactive", "bulk"]
 COME_BACK_AFTER_S = (0.5, 3.0)  # a booked record comes back this long after its window opens (spread)
 
 
-@dataclass
-class _Held:
+class _Held(Value):
     """A slot taken ahead for the next request of the record being handled (in this thread)."""
 
+    __slots__ = ("limiter", "used", "windows")
     limiter: SharedRateLimiter
     windows: tuple[int, ...]  # the window it was taken in (and the next, when taken in the guard)
-    used: bool = False
+    used: bool
+
+    def __init__(self, limiter: SharedRateLimiter, windows: tuple[int, ...], used: bool = False) -> None:
+        self.limiter = limiter
+        self.windows = windows
+        self.used = used
 
 
 _held: ContextVar[_Held | None] = ContextVar("held_rate_limit_slot", default=None)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -32,7 +32,6 @@ from provisioning import adapters
 from provisioning.adapters import JSON
 from provisioning.errors import FieldError, InvalidRequest, ProvisioningError
 from provisioning.models import ErrorBody, ProvisionResult
-from provisioning.observability import logger
 from provisioning.privacy import field_name
 from provisioning.validation import field_errors
 
@@ -124,13 +123,11 @@ def new_rest_app() -> RestResolver:
 
     @app.exception_handler(ProvisioningError)
     def provisioning_failed(exc: ProvisioningError) -> Response[str]:
-        logger.warning("request failed", extra={"error": exc.report()})
-        return error_response(exc)
+        return error_response(adapters.failed(exc))
 
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response[str]:
-        logger.exception("unexpected failure")
-        return error_response(ProvisioningError("internal error; the request was not completed"))
+        return error_response(adapters.failed(exc))
 
     return app
 

@@ -55,6 +55,8 @@ class Settings(BaseModel):
     signup_webhook_secret_id: str | None = None
     signup_event_bus_name: str | None = None
     queue_url: str | None = None  # the function's own queue (waiting records are sent back to it)
+    # How long after a person is linked the same external_id with another payload is a conflict
+    # (later, any repeat is answered from the link).
     idempotency_ttl_seconds: int = Field(default=3600, ge=1)
     # PersonProvisioned carries Validic Inform's marketplace URL (a credential) only when true.
     outcome_events_include_marketplace_url: bool = False
@@ -163,6 +165,34 @@ class SignupSettings(BaseModel):
         # An empty SIGNUP_PROVIDERS_ATTRIBUTE means no attribute (an empty variable is otherwise unset).
         keep = {"signup_providers_attribute"}
         values = {key.lower(): value for key, value in env.items() if value != "" or key.lower() in keep}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid environment: {_variables(exc)}") from None
+
+
+class ImportSettings(BaseModel):
+    """The environment of the S3 import (``ImportFunction``): each provider's create queue, from
+    ``<NAME>_IMPORT_QUEUE_URL`` (``PALENCA_IMPORT_QUEUE_URL``...)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    queue_urls: dict[str, str] = Field(min_length=1)
+    # SendMessageBatch calls in flight, as ``provisioner import --concurrency``.
+    import_concurrency: int = Field(default=8, ge=1, le=64)
+    # The import stops this long before the invocation's deadline: the calls in flight finish and
+    # the summary is written.
+    import_deadline_margin_seconds: float = Field(default=30, ge=1, le=900)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ImportSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {key.lower(): value for key, value in env.items() if value != ""}
+        values["queue_urls"] = {
+            info.name: env[f"{info.env_prefix}_IMPORT_QUEUE_URL"]
+            for info in PROVIDERS
+            if env.get(f"{info.env_prefix}_IMPORT_QUEUE_URL")
+        }
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

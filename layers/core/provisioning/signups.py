@@ -19,7 +19,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from provisioning.observability import logger, metrics
 from provisioning.person import SIGNUP_DETAIL_TYPE, Person
 from provisioning.settings import SignupSettings
 from provisioning.validation import field_errors
+from provisioning.values import FrozenValue, Value
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -95,13 +95,23 @@ ATTRIBUTES = {
 }
 
 
-@dataclass(frozen=True)
-class CognitoMapping:
+class CognitoMapping(FrozenValue):
     """Where the person's external_id and target providers come from."""
 
-    external_id_attribute: str = "sub"
-    providers: tuple[str, ...] | None = None  # None: every provider
-    providers_attribute: str | None = "custom:providers"  # a comma-separated list, overriding ``providers``
+    __slots__ = ("external_id_attribute", "providers", "providers_attribute")
+    external_id_attribute: str
+    providers: tuple[str, ...] | None  # None: every provider
+    providers_attribute: str | None  # a comma-separated list, overriding ``providers``
+
+    def __init__(
+        self,
+        external_id_attribute: str = "sub",
+        providers: tuple[str, ...] | None = None,
+        providers_attribute: str | None = "custom:providers",
+    ) -> None:
+        object.__setattr__(self, "external_id_attribute", external_id_attribute)
+        object.__setattr__(self, "providers", providers)
+        object.__setattr__(self, "providers_attribute", providers_attribute)
 
     @classmethod
     def from_settings(cls, settings: SignupSettings) -> CognitoMapping:
@@ -112,10 +122,14 @@ class CognitoMapping:
         )
 
 
-@dataclass
-class Mapped:
+class Mapped(Value):
+    __slots__ = ("dropped", "person")
     person: Person
-    dropped: list[str] = field(default_factory=list)  # attributes left out as invalid (names only)
+    dropped: list[str]  # attributes left out as invalid (names only)
+
+    def __init__(self, person: Person, dropped: list[str] | None = None) -> None:
+        self.person = person
+        self.dropped = [] if dropped is None else dropped
 
 
 def _text(attributes: Mapping[str, Any], name: str) -> str | None:

@@ -8,6 +8,13 @@ its ``unknown`` flag says a create may have been sent without a known outcome, s
 reconciles with the provider before creating again (an attempt that ends knowing nothing was
 created clears the flag).
 
+The same write claims the person for one attempt: it stores the request's ``fingerprint`` (a hash
+of its payload) and a ``lease`` (``lease_owner``, a token of the attempt, and ``lease_until``, epoch
+milliseconds past the invocation's deadline). Another attempt is refused while a lease of someone
+else is live (``InProgress``); an attempt's last write (its link, or the release of its claim)
+drops the lease, and a lease left by a crash expires with the invocation that held it. The link
+keeps the fingerprint, so a repeat with another payload can be told from a replay.
+
 One provider user is never linked to two people: next to each link, a claim item keyed
 ``#owner#<provider_user_id>`` + ``provider`` names its owner, written just before the link, on
 condition that it is absent or already this person's. Claim keys cannot collide with
@@ -18,17 +25,18 @@ an ``external_id`` (which starts with a letter or digit); claims hold no ``statu
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from provisioning.errors import Conflict
+from provisioning.errors import Conflict, InProgress
 from provisioning.models import LinkSource as LinkSource  # a model, kept importable here
+from provisioning.values import FrozenValue
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -56,11 +64,32 @@ def failure_of(report: dict[str, Any], at: str) -> dict[str, Any]:
     }
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Lease(FrozenValue):
+    """One attempt's claim on a person: ``owner`` (a token of this attempt), ``until`` (epoch
+    milliseconds after which another attempt may take over) and the request's ``fingerprint``."""
+
+    __slots__ = ("fingerprint", "owner", "until")
+    owner: str
+    until: int
+    fingerprint: str
+
+    def __init__(self, owner: str, until: int, fingerprint: str) -> None:
+        object.__setattr__(self, "owner", owner)
+        object.__setattr__(self, "until", until)
+        object.__setattr__(self, "fingerprint", fingerprint)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Link(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on first use (models.py)
+
     external_id: str
     provider: str
     status: LinkStatus = LinkStatus.LINKED
@@ -74,6 +103,9 @@ class Link(BaseModel):
     # pending: its last record was dead-lettered with this report (code, message, attempts, at),
     # without personal data; cleared when an attempt starts again or the person is linked.
     failure: dict[str, Any] | None = None
+    # a hash of the request's payload (``provision.fingerprint_of``), never the payload itself: a
+    # repeat with another payload is a conflict
+    fingerprint: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     sealed: dict[str, str] = Field(default_factory=dict)
 
@@ -100,7 +132,9 @@ class Links(Protocol):
 
     def find_by_provider_user_id(self, provider: str, provider_user_id: str) -> Link | None: ...
 
-    def mark_pending(self, provider: str, external_id: str) -> Pending: ...
+    def mark_pending(self, provider: str, external_id: str, lease: Lease | None = None) -> Pending: ...
+
+    def release(self, provider: str, external_id: str, attempts: int, *, settled: bool) -> None: ...
 
     def settle(self, provider: str, external_id: str, attempts: int) -> None: ...
 
@@ -144,39 +178,61 @@ class LinkStore:
         items = answer.get("Items", [])
         return Link.from_item(items[0]) if items else None
 
-    def mark_pending(self, provider: str, external_id: str) -> Pending:
+    def mark_pending(self, provider: str, external_id: str, lease: Lease | None = None) -> Pending:
         """Record that an attempt starts (it may send a create; an earlier dead-letter report is
-        cleared), in one conditional write that also tells what was there: the person's link when
-        already linked (left unchanged), or the pending record as now stored and whether an
-        earlier attempt may have created the person."""
+        cleared) and claim the person for it with ``lease`` (None: an attempt without one, as
+        tooling makes), in one conditional write that also tells what was there: the person's link
+        when already linked (left unchanged), or the pending record as now stored and whether an
+        earlier attempt may have created the person. Raises InProgress while another attempt's
+        lease is live (its own lease does not refuse an attempt: the engine's retry marks again)."""
         now = utc_now()
+        at = now_ms()
+        values: dict[str, Any] = {
+            ":pending": {"S": LinkStatus.PENDING.value},
+            ":now": {"S": now},
+            ":one": {"N": "1"},
+            ":true": {"BOOL": True},
+            ":at": {"N": str(at)},
+            ":me": {"S": lease.owner if lease else ""},
+        }
+        if lease is not None:
+            claim = ", fingerprint = :fingerprint, lease_owner = :me, lease_until = :until"
+            values[":fingerprint"] = {"S": lease.fingerprint}
+            values[":until"] = {"N": str(lease.until)}
+            remove = "failure"
+        else:
+            claim, remove = "", "failure, lease_owner, lease_until"
         try:
             answer = self._client.update_item(
                 TableName=self._table,
                 Key=_key(provider, external_id),
                 UpdateExpression=(
                     "SET #status = :pending, attempted_at = :now, updated_at = :now, #unknown = :true, "
-                    "created_at = if_not_exists(created_at, :now) ADD attempts :one REMOVE failure"
+                    f"created_at = if_not_exists(created_at, :now){claim} ADD attempts :one REMOVE {remove}"
                 ),
-                ConditionExpression="attribute_not_exists(#status) OR #status = :pending",
+                ConditionExpression=(
+                    "attribute_not_exists(#status) OR (#status = :pending AND "
+                    "(attribute_not_exists(lease_until) OR lease_until < :at OR lease_owner = :me))"
+                ),
                 ExpressionAttributeNames={"#status": "status", "#unknown": "unknown"},
-                ExpressionAttributeValues={
-                    ":pending": {"S": LinkStatus.PENDING.value},
-                    ":now": {"S": now},
-                    ":one": {"N": "1"},
-                    ":true": {"BOOL": True},
-                },
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self._client.exceptions.ConditionalCheckFailedException as exc:
             item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
             if not item:  # pragma: no cover - an endpoint without ReturnValuesOnConditionCheckFailure
-                linked = self.get(provider, external_id)
-                if linked is None:
+                item = self._client.get_item(
+                    TableName=self._table, Key=_key(provider, external_id), ConsistentRead=True
+                ).get("Item")
+                if item is None:
                     raise
-                return Pending(linked, may_exist=False)
-            return Pending(Link.from_item(item), may_exist=False)
+            found = Link.from_item(item)
+            if found.status == LinkStatus.LINKED:
+                return Pending(found, may_exist=False)
+            raise InProgress(
+                "this person is being provisioned by another request", provider=provider
+            ) from None
         old = Link.from_item(answer["Attributes"]) if answer.get("Attributes") else None
         link = Link(
             external_id=external_id,
@@ -187,26 +243,57 @@ class LinkStore:
             attempted_at=now,
             attempts=(old.attempts if old else 0) + 1,
             unknown=True,
+            fingerprint=lease.fingerprint if lease else (old.fingerprint if old else None),
         )
         # A pending record written before the flag existed counts as unknown.
         return Pending(link, may_exist=old is not None and old.unknown is not False)
 
+    def release(self, provider: str, external_id: str, attempts: int, *, settled: bool) -> None:
+        """The attempt numbered ``attempts`` ends without a link: drop its lease, so that the next
+        delivery need not wait for it to expire, and when ``settled`` (it knows no create of it, or
+        of an earlier one, exists) clear the unknown flag, so that the next attempt need not
+        reconcile first. Skipped if another attempt has started since."""
+        # On failure the lease expires with the invocation and the flag stays set: the next attempt
+        # reconciles first, which is always safe.
+        settle = ", #unknown = :false" if settled else ""
+        names = {"#status": "status", **({"#unknown": "unknown"} if settled else {})}
+        values: dict[str, Any] = {
+            ":now": {"S": utc_now()},
+            ":pending": {"S": LinkStatus.PENDING.value},
+            ":attempts": {"N": str(attempts)},
+        }
+        if settled:
+            values[":false"] = {"BOOL": False}
+        with contextlib.suppress(ClientError):
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(provider, external_id),
+                UpdateExpression=f"SET updated_at = :now{settle} REMOVE lease_owner, lease_until",
+                ConditionExpression="#status = :pending AND attempts = :attempts",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+
     def settle(self, provider: str, external_id: str, attempts: int) -> None:
-        """The attempt numbered ``attempts`` ended knowing no create of it (or of an earlier one)
-        exists: the next attempt need not reconcile first. Skipped if another attempt has started."""
-        # On failure the flag stays set: the next attempt reconciles first, which is always safe.
+        """Tooling (an operator checked at the provider): the attempt numbered ``attempts`` created
+        nothing, so the next attempt need not reconcile first. Skipped if another attempt has started
+        or holds a live lease (it may be creating right now)."""
         with contextlib.suppress(ClientError):
             self._client.update_item(
                 TableName=self._table,
                 Key=_key(provider, external_id),
                 UpdateExpression="SET #unknown = :false, updated_at = :now",
-                ConditionExpression="#status = :pending AND attempts = :attempts",
+                ConditionExpression=(
+                    "#status = :pending AND attempts = :attempts AND "
+                    "(attribute_not_exists(lease_until) OR lease_until < :at)"
+                ),
                 ExpressionAttributeNames={"#status": "status", "#unknown": "unknown"},
                 ExpressionAttributeValues={
                     ":false": {"BOOL": False},
                     ":now": {"S": utc_now()},
                     ":pending": {"S": LinkStatus.PENDING.value},
                     ":attempts": {"N": str(attempts)},
+                    ":at": {"N": str(now_ms())},
                 },
             )
 
@@ -304,13 +391,17 @@ class LinkStore:
         return links
 
 
-@dataclass(frozen=True)
-class Pending:
+class Pending(FrozenValue):
     """What ``mark_pending`` found: ``link`` (status ``linked``: the person is already linked), and
     whether an earlier attempt may have created the person without a known outcome."""
 
+    __slots__ = ("link", "may_exist")
     link: Link
     may_exist: bool
+
+    def __init__(self, link: Link, may_exist: bool) -> None:
+        object.__setattr__(self, "link", link)
+        object.__setattr__(self, "may_exist", may_exist)
 
 
 def _key(provider: str, external_id: str) -> dict[str, Any]:

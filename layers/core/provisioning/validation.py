@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -133,6 +133,7 @@ def _phone_like(value: str) -> bool:
     return punctuated and 9 <= digits <= 15
 
 
+@lru_cache(maxsize=256)  # a request model checks again the id its Person was checked with
 def identifying_reason(value: str) -> str | None:
     """Why an id would reveal who the person is (an e-mail address anywhere in it, a phone number,
     a person's name), or None."""

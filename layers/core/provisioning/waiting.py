@@ -21,11 +21,11 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from provisioning.errors import RateLimited, WaitedTooLong
 from provisioning.observability import logger
+from provisioning.values import FrozenValue
 
 if TYPE_CHECKING:
     from provisioning.adapters import QueueRecord
@@ -57,15 +57,29 @@ def _number(attributes: Mapping[str, str], name: str) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-@dataclass(frozen=True)
-class Waiting:
+class Waiting(FrozenValue):
     """A record to send back: when it comes back, and what it carries."""
 
+    __slots__ = ("attempts", "booked_window", "come_back_at", "record", "waiting_since")
     record: QueueRecord
     come_back_at: float
     waiting_since: float
     attempts: int
-    booked_window: int | None = None  # the window whose slot it holds, when it booked one
+    booked_window: int | None  # the window whose slot it holds, when it booked one
+
+    def __init__(
+        self,
+        record: QueueRecord,
+        come_back_at: float,
+        waiting_since: float,
+        attempts: int,
+        booked_window: int | None = None,
+    ) -> None:
+        object.__setattr__(self, "record", record)
+        object.__setattr__(self, "come_back_at", come_back_at)
+        object.__setattr__(self, "waiting_since", waiting_since)
+        object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "booked_window", booked_window)
 
 
 class Pacing:

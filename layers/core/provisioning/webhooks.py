@@ -37,24 +37,25 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.event_handler import Response  # resolves the route's annotation
+from aws_lambda_powertools.event_handler.api_gateway import Response  # resolves the route's annotation
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from provisioning import adapters
+from provisioning.dependencies import Dependencies
 from provisioning.errors import ConfigurationError, FieldError, InvalidRequest, ProvisioningError
+from provisioning.handler import LambdaFunction
 from provisioning.http import RedactingFilter, redact_in
 from provisioning.models import ErrorBody
 from provisioning.observability import logger, metrics
 from provisioning.person import Person, parse_person
-from provisioning.runtime import Dependencies, LambdaFunction
 from provisioning.signups import PublishFailed, publish_signup
 from provisioning.validation import field_errors
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+    from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 ROUTE = "/signups/webhook"
@@ -102,7 +103,7 @@ class WebhookSecrets(BaseModel):
     """The Secrets Manager secret: every live signing secret (a rotation adds the new one first,
     and removes the old one once the sender signs with the new)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     secrets: list[str] = Field(min_length=1, max_length=10)
 
@@ -127,7 +128,7 @@ class WebhookSecrets(BaseModel):
 class ClerkEmail(BaseModel):
     """One of a Clerk user's e-mail addresses."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
     id: str
     email_address: str
 
@@ -135,7 +136,7 @@ class ClerkEmail(BaseModel):
 class ClerkPhone(BaseModel):
     """One of a Clerk user's phone numbers."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
     id: str
     phone_number: str
 
@@ -143,7 +144,7 @@ class ClerkPhone(BaseModel):
 class ClerkUser(BaseModel):
     """The fields of Clerk's user object (``data`` of its ``user.created``) a Person takes."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     object: Literal["user"]
     id: str
@@ -229,6 +230,8 @@ def signup_person(payload: Any) -> Person | None:
 class WebhookAnswer(BaseModel):
     """The answer to a verified delivery."""
 
+    model_config = ConfigDict(defer_build=True)  # built on first use (models.py)
+
     webhook_id: str
     external_id: str | None = None
     published: bool = Field(description="A UserSignedUp event was published by this delivery.")
@@ -239,6 +242,8 @@ class WebhookAnswer(BaseModel):
 class GenericSignup(BaseModel):
     """A Standard Webhooks ``user.created`` delivery carrying the hub's Person."""
 
+    model_config = ConfigDict(defer_build=True)  # built on first use (models.py)
+
     type: Literal["user.created"]
     timestamp: str | None = None
     data: Person
@@ -246,6 +251,8 @@ class GenericSignup(BaseModel):
 
 class ClerkSignup(BaseModel):
     """Clerk's ``user.created`` delivery (the fields the hub reads; the rest is ignored)."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use (models.py)
 
     object: Literal["event"] = "event"
     type: Literal["user.created"]

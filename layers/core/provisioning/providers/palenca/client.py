@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import requests
@@ -25,9 +25,11 @@ from provisioning.http import (
     with_fresh_secret,
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser
-from provisioning.person import Person
 from provisioning.providers.palenca import INFO
 from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
+
+if TYPE_CHECKING:
+    from provisioning.person import Person  # signup events only: loaded when one comes
 
 PROVIDER = INFO.name
 
@@ -52,7 +54,7 @@ VOCABULARY = ErrorVocabulary(
 class PalencaSecret(BaseModel):
     """The ``PALENCA_SECRET_ID`` secret: ``{"api_key": "...", "widget_id": "..."}``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     api_key: SecretStr = Field(min_length=1)
     widget_id: UUID
@@ -67,7 +69,7 @@ class PalencaCreateUserRequest(CreateRequest):
 
 
 class PalencaUser(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     user_id: str
     external_id: str | None = None
@@ -75,7 +77,7 @@ class PalencaUser(BaseModel):
 
 
 class PalencaErrorDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     error_code: str | None = None
     code: str | None = None
@@ -83,7 +85,7 @@ class PalencaErrorDetail(BaseModel):
 
 
 class PalencaPagination(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     page: int
     items_per_page: int
@@ -92,7 +94,7 @@ class PalencaPagination(BaseModel):
 
 
 class PalencaEnvelope(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     success: bool = False
     error: PalencaErrorDetail | None = None
@@ -106,6 +108,8 @@ class PalencaEnvelope(BaseModel):
 
 
 class PalencaUserPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on first use
+
     users: list[PalencaUser]
     pagination: PalencaPagination
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import requests
 from pydantic import (
@@ -40,10 +40,12 @@ from provisioning.http import (
     with_fresh_secret,
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
-from provisioning.person import Person
 from provisioning.providers.palm import INFO
 from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
 from provisioning.validation import Country, DateOfBirth, E164Phone, Email, Text
+
+if TYPE_CHECKING:
+    from provisioning.person import Person  # signup events only: loaded when one comes
 
 PROVIDER = INFO.name
 MAX_METADATA_KEYS = 50
@@ -71,7 +73,7 @@ VOCABULARY = ErrorVocabulary(
 class PalmSecret(BaseModel):
     """The ``PALM_SECRET_ID`` secret: ``{"api_key": "sk_test_..." | "sk_live_..."}``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     api_key: SecretStr
 
@@ -139,7 +141,7 @@ class PalmCreateUserRequest(CreateRequest):
 
 
 class PalmUser(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     id: str
     status: str | None = None
@@ -150,7 +152,7 @@ class PalmUser(BaseModel):
 
 
 class PalmUserList(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     data: list[PalmUser] = Field(default_factory=list)
     has_more: bool = False

@@ -16,7 +16,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -32,10 +32,12 @@ from provisioning.http import (
     raise_for_status,
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser
-from provisioning.person import Person, require
 from provisioning.providers.trust import INFO
 from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
 from provisioning.validation import E164Phone, Email, HttpUrlText, Text
+
+if TYPE_CHECKING:
+    from provisioning.person import Person  # signup events only: loaded when one comes
 
 PROVIDER = INFO.name
 TOKEN_REFRESH_MARGIN_S = 60
@@ -51,7 +53,7 @@ VOCABULARY = ErrorVocabulary(
 class TrustSecret(BaseModel):
     """The ``TRUST_SECRET_ID`` secret: ``{"client_id": "...", "client_secret": "..."}``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     client_id: str = Field(min_length=1)
     client_secret: SecretStr = Field(min_length=1)
@@ -77,7 +79,7 @@ class TrustCreateUserRequest(CreateRequest):
 
 
 class TrustToken(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     access_token: SecretStr
     token_type: str = "Bearer"  # noqa: S105 - the token type, not a token
@@ -86,7 +88,7 @@ class TrustToken(BaseModel):
 
 
 class TrustUser(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     id: int | str
     email: str | None = None
@@ -103,7 +105,7 @@ class TrustUser(BaseModel):
 class TrustAnswer(BaseModel):
     """Trust's envelope: ``{"status", "message", ...}``; ``user`` is one user on create, a list on search."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     status: bool | str | None = None
     message: str | None = None
@@ -279,6 +281,8 @@ def build_create_user(deps: ProviderDependencies) -> TrustCreateUser:
 
 def from_person(person: Person) -> dict[str, Any]:
     """Trust requires an e-mail address, a first and a last name."""
+    from provisioning.person import require  # signup events only: not loaded for a plain request
+
     require(person, PROVIDER, "email", "first_name", "last_name")
     body: dict[str, Any] = {
         "external_id": person.external_id,

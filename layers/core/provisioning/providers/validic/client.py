@@ -11,7 +11,7 @@ a credential: it is encrypted with KMS (``TOKEN_KMS_KEY_ID``) before it is store
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import requests
 from pydantic import (
@@ -36,10 +36,12 @@ from provisioning.http import (
     with_fresh_secret,
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
-from provisioning.person import Person
 from provisioning.providers.validic import INFO
 from provisioning.sealing import token_sealer
 from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
+
+if TYPE_CHECKING:
+    from provisioning.person import Person  # signup events only: loaded when one comes
 
 PROVIDER = INFO.name
 
@@ -61,7 +63,7 @@ def identifying_reason(uid: str) -> str | None:
 class ValidicSecret(BaseModel):
     """The ``VALIDIC_SECRET_ID`` secret: ``{"organization_id": "...", "access_token": "..."}``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     organization_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
     access_token: SecretStr = Field(min_length=1)
@@ -100,7 +102,7 @@ class ValidicProvisionUserRequest(CreateRequest):
 
 
 class ValidicUser(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", populate_by_name=True)
 
     id: str = Field(alias="_id")
     uid: str | None = None
@@ -108,13 +110,13 @@ class ValidicUser(BaseModel):
 
 
 class ValidicCreated(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     user: ValidicUser
 
 
 class ValidicUsers(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     users: list[ValidicUser] = Field(default_factory=list)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from pydantic import (
@@ -43,10 +43,12 @@ from provisioning.http import (
     with_fresh_secret,
 )
 from provisioning.models import CreateRequest, LinkSource, ProviderUser, StrictModel
-from provisioning.person import Person
 from provisioning.providers.validic_inform import INFO
 from provisioning.sealing import token_sealer
 from provisioning.spec import CreateUserSpec, ProviderDependencies, provider_secret
+
+if TYPE_CHECKING:
+    from provisioning.person import Person  # signup events only: loaded when one comes
 
 PROVIDER = INFO.name
 
@@ -78,7 +80,7 @@ def identifying_reason(uid: str) -> str | None:
 class ValidicInformSecret(BaseModel):
     """The ``VALIDIC_INFORM_SECRET_ID`` secret: ``{"organization_id": "...", "token": "..."}``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     organization_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
     token: SecretStr = Field(min_length=1)
@@ -121,14 +123,14 @@ class ValidicInformProvisionUserRequest(CreateRequest):
 
 
 class _Marketplace(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     token: SecretStr | None = None
     url: SecretStr | None = None  # embeds the token
 
 
 class _Mobile(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     token: SecretStr | None = None
 
@@ -136,7 +138,7 @@ class _Mobile(BaseModel):
 class ValidicInformUser(BaseModel):
     """A user as Validic Inform answers it (create and lookup); its credentials stay SecretStr."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     id: str = Field(min_length=1, max_length=256)  # Validic's id: stored, never put in a URL
     uid: str | None = None
@@ -156,7 +158,7 @@ class ValidicInformUser(BaseModel):
 class ValidicInformUsers(BaseModel):
     """The list answer: ``{"data": [...]}`` as served, ``{"users": [...]}`` as the reference says."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     data: list[ValidicInformUser] | None = None
     users: list[ValidicInformUser] | None = None
