@@ -10,7 +10,8 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,8 +41,50 @@ class LambdaContext:
         return max(0, int((self.timeout_s - (time.monotonic() - self._started)) * 1000))
 
 
-def load_handler(code_uri: Path, handler: str, layers: list[Path] | None = None) -> Handler:
-    """Import ``module.attr`` from a function's code folder (a fresh module per call)."""
+# A SnapStart hook as ``snapshot_restore_py`` registers it: (function, args, kwargs).
+Hook = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+@dataclass
+class Container:
+    """A function's execution environment after its init: the handler, and the SnapStart hooks its
+    init registered (Lambda runs the before-snapshot ones when it publishes a version, the
+    after-restore ones in each environment it restores)."""
+
+    handler: Handler
+    before_snapshot: list[Hook]
+    after_restore: list[Hook]
+
+
+@contextmanager
+def _own_snapstart_hooks() -> Iterator[tuple[list[Hook], list[Hook]]]:
+    """The hooks registered inside the block, taken out of ``snapshot_restore_py``'s registries.
+
+    Lambda's runtime has one registry per execution environment, a process of its own. Here several
+    environments share one process: left in the process-wide registries, each loaded handler (with
+    its clients, its app and everything they hold) would stay alive for as long as the process."""
+    before: list[Hook] = []
+    after: list[Hook] = []
+    try:
+        import snapshot_restore_py
+    except ImportError:  # nothing can register hooks
+        yield before, after
+        return
+    registries = (snapshot_restore_py.get_before_snapshot(), snapshot_restore_py.get_after_restore())
+    kept = [list(registry) for registry in registries]
+    for registry in registries:
+        registry.clear()
+    try:
+        yield before, after
+    finally:
+        for registry, own, others in zip(registries, (before, after), kept, strict=True):
+            own.extend(registry)
+            registry[:] = others
+
+
+def load_container(code_uri: Path, handler: str, layers: list[Path] | None = None) -> Container:
+    """Import ``module.attr`` from a function's code folder (a fresh module per call), as Lambda's
+    init does: the handler, with the SnapStart hooks this init registered."""
     module_name, attr = handler.rsplit(".", 1)
     for path in [*(layers or []), code_uri]:
         if str(path) not in sys.path:
@@ -51,8 +94,14 @@ def load_handler(code_uri: Path, handler: str, layers: list[Path] | None = None)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {handler} from {code_uri}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, attr)  # type: ignore[no-any-return]
+    with _own_snapstart_hooks() as (before, after):
+        spec.loader.exec_module(module)
+    return Container(getattr(module, attr), before, after)
+
+
+def load_handler(code_uri: Path, handler: str, layers: list[Path] | None = None) -> Handler:
+    """Import ``module.attr`` from a function's code folder (a fresh module per call)."""
+    return load_container(code_uri, handler, layers).handler
 
 
 @dataclass
