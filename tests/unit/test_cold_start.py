@@ -219,3 +219,40 @@ def test_a_function_that_creates_no_user_loads_neither_the_create_assembly_nor_s
     create_assembly = ("provisioning.runtime", "provisioning.provision", "provisioning.secrets")
     assert [m for m in loaded if m in create_assembly] == []
     assert [m for m in loaded if m.startswith("aws_lambda_powertools.utilities.parameters")] == []
+
+
+def test_the_s3_import_loads_neither_the_create_assembly_nor_every_event_data_class():
+    """ImportFunction queues rows: it never loads what a create function provisions with, and it
+    reads its S3 event with the S3 data class alone (the package's __init__ loads every event's)."""
+    code = (
+        f"event = json.load(open({str(ROOT / 'events' / 'import_file' / 'put.json')!r}))\n"
+        "import app\n"
+        "at_import = sorted(sys.modules)\n"
+        "from provisioning.s3_import import objects_of\n"
+        "keys = [obj.key for obj in objects_of(event)]\n"
+        "print(json.dumps([at_import, keys, sorted(sys.modules)]))\n"
+    )
+    at_import, keys, loaded = _run(code, "layers/core", "functions/import_file")
+
+    assert "provisioning.s3_import" in at_import
+    create_assembly = ("provisioning.runtime", "provisioning.dependencies", "provisioning.provision")
+    assert [m for m in at_import if m in create_assembly or m.startswith(ONLY_WHEN_NEEDED)] == []
+    assert keys == ["imports/people 2026-11.csv"]  # URL-decoded
+    data_classes = "aws_lambda_powertools.utilities.data_classes."
+    assert data_classes + "s3_event" in loaded
+    assert [m for m in loaded if m.startswith((data_classes + "sqs", data_classes + "bedrock"))] == []
+
+
+def test_reading_a_functions_settings_builds_that_settings_model_alone():
+    code = (
+        "from provisioning import settings\n"
+        "env = {'PALENCA_IMPORT_QUEUE_URL': 'https://sqs.us-east-1.amazonaws.com/123456789012/q'}\n"
+        "read = settings.ImportSettings.from_env(env)\n"
+        "models = [settings.ImportSettings, settings.Settings, settings.ProviderSettings,\n"
+        "          settings.SignupSettings]\n"
+        "print(json.dumps([sorted(read.queue_urls), [m.__pydantic_complete__ for m in models]]))\n"
+    )
+    queues, built = _run(code, "layers/core")
+
+    assert queues == ["palenca"]
+    assert built == [True, False, False, False]

@@ -65,7 +65,7 @@ from provisioning.errors import FieldError, InvalidRequest
 from provisioning.import_check import FastCheck
 from provisioning.person import Person, parse_person, request_for
 from provisioning.privacy import field_name
-from provisioning.runtime import CreateUserSpec
+from provisioning.spec import CreateUserSpec
 from provisioning.validation import allow_identifying_ids, identifying_ids_allowed
 from provisioning.values import Value
 from provisioning.waiting import PRIORITY

@@ -407,7 +407,8 @@ def objects_of(event: dict[str, Any]) -> list[S3Object]:
     """The objects an S3 event notification names (keys URL-decoded)."""
     from urllib.parse import unquote_plus
 
-    from aws_lambda_powertools.utilities.data_classes import S3Event
+    # From its own module: the package's __init__ would load the data class of every kind of event.
+    from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 
     return [
         S3Object(

@@ -21,7 +21,9 @@ from provisioning.validation import Loc, field_errors
 
 
 class ProviderSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # defer_build: each function builds the settings models it reads, on first use (or when a
+    # SnapStart snapshot is primed), not every one of them at import.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     secret_id: str | None = None
     base_url: str
@@ -39,7 +41,7 @@ class ProviderSettings(BaseModel):
 class Settings(BaseModel):
     """The environment of a function. Provider settings are optional: each function declares its own."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)  # see ProviderSettings
 
     users_table: str = Field(min_length=1)
     idempotency_table: str = Field(min_length=1)
@@ -136,7 +138,7 @@ ATTRIBUTE_PATTERN = r"^(?:custom:|dev:)?[A-Za-z0-9_.:-]{1,64}$"
 class SignupSettings(BaseModel):
     """The environment of the Cognito post-confirmation trigger (``SignupTriggerFunction``)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)  # see ProviderSettings
 
     signup_event_bus_name: str = Field(min_length=1)
     signup_fallback_queue_url: str | None = None  # a Person the bus did not take waits here
@@ -175,7 +177,7 @@ class ImportSettings(BaseModel):
     """The environment of the S3 import (``ImportFunction``): each provider's create queue, from
     ``<NAME>_IMPORT_QUEUE_URL`` (``PALENCA_IMPORT_QUEUE_URL``...)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)  # see ProviderSettings
 
     queue_urls: dict[str, str] = Field(min_length=1)
     # SendMessageBatch calls in flight, as ``provisioner import --concurrency``.
