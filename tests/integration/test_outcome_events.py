@@ -245,17 +245,10 @@ def flaky(load_function: Any, refused: str, failures: int) -> tuple[Any, FlakyBu
     function's own, with its role)."""
     invoke = load_function(FUNCTION)
     invoke({"Records": []})  # a first invocation: the container's publisher and client exist
-    publisher = _handler_of(invoke).publisher
+    publisher = invoke.container.handler.publisher
     bus = FlakyBus(publisher._events, refused, failures)
     publisher._events = bus
     return invoke, bus
-
-
-def _handler_of(invoke: Any) -> Any:
-    for cell in invoke.__closure__ or ():
-        if type(cell.cell_contents).__name__ == "OutcomeEventsFunction":
-            return cell.cell_contents
-    raise AssertionError("no handler in the invoke closure")
 
 
 def test_put_events_partially_failing_is_retried_from_the_failed_record_and_nothing_is_lost(
