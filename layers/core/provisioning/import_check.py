@@ -220,30 +220,35 @@ class FastCheck:
         return LineCheck(self, header, providers_cell)
 
     def _date(self, value: Any) -> bool:
-        if value in self._dates:
-            return True
-        if type(value) is not str or not _ISO_DATE.fullmatch(value):  # ASCII digits only
-            return False
-        try:
-            _past_date(value)  # the model's own check: a real date from 1900 to today
-        except ValueError:
-            return False
-        self._dates.add(value)
-        return True
+        # ASCII digits only, then the model's own check: a real date from 1900 to today.
+        return _accepted_once(self._dates, value, _ISO_DATE.fullmatch, _past_date)
 
     def _zone(self, value: Any) -> bool:
-        if type(value) is not str:
-            return False
-        if value in self._zones:
-            return True
-        if len(value) > 64 or not value.isascii():
-            return False
-        try:
-            _iana_zone(value)  # the model's own check
-        except ValueError:
-            return False
-        self._zones.add(value)
+        return _accepted_once(self._zones, value, _plausible_zone, _iana_zone)  # the model's own check
+
+
+def _plausible_zone(value: str) -> bool:
+    return len(value) <= 64 and value.isascii()
+
+
+def _accepted_once(
+    accepted: set[str], value: Any, plausible: Callable[[str], object], rule: Callable[[str], object]
+) -> bool:
+    """Whether ``value`` is a string ``plausible`` and the model's own ``rule`` (which raises
+    ValueError) accepts it. Each value accepted is remembered in ``accepted``, so the rule runs once
+    per distinct value of a file."""
+    if type(value) is not str:
+        return False
+    if value in accepted:
         return True
+    if not plausible(value):
+        return False
+    try:
+        rule(value)
+    except ValueError:
+        return False
+    accepted.add(value)
+    return True
 
 
 # Each Person field's cell in a CSV line, for ``LineCheck``: a sufficient form of the field's check
