@@ -14,6 +14,17 @@ from provisioning.person import Person
 from provisioning.providers import provider
 
 UNSET: Any = object()
+# The header of the people CSVs the import tests write.
+COLUMNS = [
+    "external_id",
+    "email",
+    "first_name",
+    "last_name",
+    "phone",
+    "date_of_birth",
+    "country",
+    "providers",
+]
 
 
 def person(external_id: str, *, email: str | None = UNSET, **fields: Any) -> Person:

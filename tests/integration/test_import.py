@@ -17,6 +17,7 @@ from provisioner_cli.main import cli
 from provisioning.providers.palm.client import PalmCreateUserRequest
 from provisioning.providers.trust.client import TrustCreateUserRequest
 from tests.integration.conftest import queue_depth
+from tests.people import COLUMNS
 
 QUEUES = {
     "palenca": "PalencaCreateUserQueue",
@@ -24,16 +25,6 @@ QUEUES = {
     "palm": "PalmCreateUserQueue",
     "validic": "ValidicProvisionUserQueue",
 }
-COLUMNS = [
-    "external_id",
-    "email",
-    "first_name",
-    "last_name",
-    "phone",
-    "date_of_birth",
-    "country",
-    "providers",
-]
 
 
 def write_csv(path: Path, rows: int, bad_line: int | None = None, targeted: bool = False) -> Path:

@@ -21,6 +21,7 @@ from provisioning.imports import BatchClient
 from provisioning.s3_import import SUMMARY_SUFFIX, Clock, ImportIncomplete, Options, S3Object, import_object
 from tests.conftest import ROOT
 from tests.logs import texts
+from tests.people import COLUMNS
 
 FUNCTION = "ImportFunction"
 PUT_EVENT = json.loads((ROOT / "events" / "import_file" / "put.json").read_text())
@@ -31,16 +32,6 @@ QUEUES = {
     "validic": "ValidicProvisionUserQueue",
     "validic_inform": "ValidicInformProvisionUserQueue",
 }
-COLUMNS = [
-    "external_id",
-    "email",
-    "first_name",
-    "last_name",
-    "phone",
-    "date_of_birth",
-    "country",
-    "providers",
-]
 
 
 def people_csv(rows: int, bad_line: int | None = None, providers: str = "palenca|palm") -> bytes:

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.import_rate import COLUMNS  # the people CSV's header (the plain lines below follow it)
 from provisioning import imports
 from provisioning.import_check import PROVIDER_RULES, FastCheck
 from provisioning.imports import Planner, Row, create_specs, read_rows, validate, validate_lines
 from provisioning.person import PROVIDERS, Person
 from provisioning.validation import allow_identifying_ids
+from tests.people import COLUMNS  # the people CSV's header (the plain lines below follow it)
 
 SPECS = create_specs()
 TODAY = datetime.now(UTC).date()
