@@ -256,3 +256,15 @@ def test_reading_a_functions_settings_builds_that_settings_model_alone():
 
     assert queues == ["palenca"]
     assert built == [True, False, False, False]
+
+
+def test_snapstart_priming_builds_the_settings_model_the_s3_import_reads():
+    """ImportFunction imports its settings at its first invocation: a snapshot has them built."""
+    code = (
+        "import app\n"
+        "from provisioning import snapstart\n"
+        "snapstart._build(app.handler)\n"
+        "from provisioning.settings import ImportSettings\n"
+        "print(json.dumps(ImportSettings.__pydantic_complete__))\n"
+    )
+    assert _run(code, "layers/core", "functions/import_file") is True

@@ -63,9 +63,10 @@ def _build(handler: Any) -> None:
     (read from the environment), its REST app (routes, OpenAPI validation, pydantic models)."""
     import netrc  # noqa: F401  (requests reads ~/.netrc on a session's first request)
 
-    # The REST event handler (the API path), signup events' Person and shared budgets' limiter: the
-    # last two are loaded lazily, by the paths that need them.
-    from provisioning import person, ratelimit, rest  # noqa: F401
+    # The REST event handler (the API path), signup events' Person, shared budgets' limiter and the
+    # settings models (ImportFunction reads its own at its first invocation): loaded lazily, by the
+    # paths that need them.
+    from provisioning import person, ratelimit, rest, settings  # noqa: F401
 
     deps = getattr(handler, "deps", None)
     if deps is not None:
