@@ -7,6 +7,7 @@ provider's name; ``store`` is the link store on the stack's users table."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -58,6 +59,18 @@ def queue_depth(sqs: Any, url: str) -> int:
     """The messages of a queue visible now."""
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def drain_bodies(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Receives and deletes every message of a queue; their JSON bodies."""
+    bodies = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        bodies.extend(json.loads(m["Body"]) for m in messages)
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+    return bodies
 
 
 def well_inside_a_window(latest: float, after_turn: float) -> None:

@@ -16,7 +16,7 @@ from provisioner_cli.bulk import BatchSender, Planned, send_file, validate_file
 from provisioner_cli.main import cli
 from provisioning.providers.palm.client import PalmCreateUserRequest
 from provisioning.providers.trust.client import TrustCreateUserRequest
-from tests.integration.conftest import queue_depth
+from tests.integration.conftest import drain_bodies, queue_depth
 from tests.people import COLUMNS
 
 QUEUES = {
@@ -48,17 +48,6 @@ def write_csv(path: Path, rows: int, bad_line: int | None = None, targeted: bool
                 ]
             )
     return path
-
-
-def drain_bodies(sqs: Any, url: str) -> list[dict[str, Any]]:
-    bodies = []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        bodies.extend(json.loads(m["Body"]) for m in messages)
-        sqs.delete_message_batch(
-            QueueUrl=url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
-    return bodies
 
 
 @pytest.fixture

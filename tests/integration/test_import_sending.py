@@ -18,7 +18,7 @@ from bench.sqs_endpoint import instant_sqs
 from provisioner_cli.bulk import BatchSender, Planned, sqs_client
 from provisioning.imports import BULK, BatchClient
 from provisioning.waiting import PRIORITY
-from tests.integration.test_import import drain_bodies
+from tests.integration.conftest import drain_bodies
 
 
 def planned(count: int, provider: str = "palenca") -> list[Planned]:

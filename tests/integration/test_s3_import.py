@@ -20,6 +20,7 @@ from provisioning import s3_import
 from provisioning.imports import BatchClient
 from provisioning.s3_import import SUMMARY_SUFFIX, Clock, ImportIncomplete, Options, S3Object, import_object
 from tests.conftest import ROOT
+from tests.integration.conftest import drain_bodies
 from tests.logs import texts
 from tests.people import COLUMNS
 
@@ -95,15 +96,7 @@ def summary_of(aws: Any, obj: S3Object) -> dict[str, Any]:
 
 
 def drain(aws: Any, stack: StackState, provider: str) -> list[dict[str, Any]]:
-    sqs, url = aws("sqs"), stack.refs[QUEUES[provider]]
-    bodies = []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        bodies.extend(json.loads(m["Body"]) for m in messages)
-        sqs.delete_message_batch(
-            QueueUrl=url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
-    return bodies
+    return drain_bodies(aws("sqs"), stack.refs[QUEUES[provider]])
 
 
 def external_ids(bodies: list[dict[str, Any]]) -> Counter[str]:
